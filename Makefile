@@ -1,0 +1,103 @@
+# vshare: top-level build. `make help` lists the targets.
+#
+# Two builds of every C program: build/rel (-O2, what goes into guests and
+# benchmarks) and build/san (ASan+UBSan, what the tests run on the host).
+
+CC       ?= gcc
+CLANG    ?= clang
+PKGS     := glib-2.0 gio-2.0 json-glib-1.0
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
+            -Wstrict-prototypes -Wno-unused-parameter
+CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent
+BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS)
+REL      := -O2 -g
+SAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+            -fno-sanitize-recover=all
+
+PROTO_SRC := protocol/cpuset.c protocol/framer.c protocol/message.c \
+             protocol/dispatch.c protocol/util.c build/gen/vs-schema.c
+AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
+             agent/cgroup-fs.c agent/sysinfo.c agent/alloc.c
+HDRS      := $(wildcard protocol/*.h agent/*.h)
+
+.PHONY: all help check demo bench fuzz format format-check docs clean setup \
+        test-unit test-agent test-vm
+
+all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
+     build/rel/libvshare-proto.a
+
+help:
+	@echo "make setup   install the Debian packages (root)"
+	@echo "make demo    the main job: a 2-node TCG guest gives node 1's vCPUs away and back"
+	@echo "make check   every test (TAP through prove)"
+	@echo "make bench   BENCH lines: take-away/give-back vs qemu-ga, RSS, idle wake-ups"
+	@echo "make fuzz    a long libFuzzer run of the frame/JSON/argument parser"
+
+setup:
+	tests/setup-host.sh
+
+build/gen/vs-schema.c: protocol/schema.json protocol/gen-schema.py
+	@mkdir -p $(@D)
+	python3 protocol/gen-schema.py c $< $@
+
+docs/protocol.md: protocol/schema.json protocol/gen-schema.py
+	python3 protocol/gen-schema.py md $< $@
+
+docs: docs/protocol.md
+
+build/rel/%.o: %.c $(HDRS) | build/gen/vs-schema.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE) $(REL) -c $< -o $@
+
+build/san/%.o: %.c $(HDRS) | build/gen/vs-schema.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE) $(SAN) -c $< -o $@
+
+build/rel/libvshare-proto.a: $(PROTO_SRC:%.c=build/rel/%.o)
+	ar rcs $@ $^
+
+build/rel/vshare-agent: $(AGENT_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
+	$(CC) $(REL) -o $@ $^ $(PKG_LIBS)
+
+build/san/vshare-agent: $(AGENT_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+
+build/san/test-protocol: build/san/tests/unit/test-protocol.o $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+
+build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs-schema.c
+	@mkdir -p $(@D)
+	$(CLANG) -std=gnu11 $(CPPFLAGS) $(PKG_CFLAGS) -g -O1 \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(PKG_LIBS)
+
+# ---- tests -----------------------------------------------------------------
+# Every test prints TAP; prove gives the summary line CI reads.
+TESTS := build/san/test-protocol tests/unit/protocol-docs.t \
+         tests/unit/fuzz-short.t tests/unit/format.t \
+         tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t
+
+check: all build/fuzz/fuzz-proto build/rel/vshare-agent
+	prove -v -e '' $(TESTS)
+
+demo: build/rel/vshare-agent
+	tests/vm/vm demo
+
+bench: build/rel/vshare-agent
+	tests/bench/bench.py
+
+fuzz: build/fuzz/fuzz-proto
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz-proto -max_total_time=$${FUZZ_SECONDS:-600} \
+	  -max_len=70000 build/fuzz/corpus tests/fuzz/seeds
+
+format:
+	clang-format -i $(wildcard protocol/*.[ch] agent/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+
+format-check:
+	clang-format --dry-run -Werror $(wildcard protocol/*.[ch] agent/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+
+clean:
+	rm -rf build

@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * One allocation change = validate, sweep, then steps that each know how to
+ * undo themselves: cgroup (cpus+mems), workqueue mask, IRQ affinities,
+ * journal. Any failure undoes the steps already done, newest first.
+ *
+ * Workqueue mask and IRQ affinities are "knobs": each has the value it had
+ * when the guest last held everything (its original), and gets
+ * original ∩ allocation (or the allocation where that is empty). Giving
+ * everything back therefore restores the originals exactly.
+ */
+#include "alloc.h"
+
+#include "sysinfo.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STATE_FILE "allocation.json"
+
+typedef struct {
+	char *path;
+	gboolean mask; /* bitmap_parse format (workqueue) vs list (IRQ) */
+	char *orig;    /* value when the guest held everything */
+	char *prev;    /* value before the change in progress */
+} Knob;
+
+struct VsAlloc {
+	VsCgroup *cg;
+	VsAllocConfig cfg;
+	char *state_path;
+	GPtrArray *knobs; /* Knob*, empty while the guest holds everything */
+};
+
+static void knob_free(gpointer p)
+{
+	Knob *k = p;
+
+	g_free(k->path);
+	g_free(k->orig);
+	g_free(k->prev);
+	g_free(k);
+}
+
+static Knob *knob_new(const char *path, gboolean mask, const char *orig)
+{
+	Knob *k = g_new0(Knob, 1);
+
+	k->path = g_strdup(path);
+	k->mask = mask;
+	k->orig = g_strdup(orig);
+	return k;
+}
+
+static gboolean fault(VsAlloc *a, const char *step, GError **error)
+{
+	if (!a->cfg.test_fault || strcmp(a->cfg.test_fault, step) != 0)
+		return FALSE;
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+		    "injected fault after step '%s'", step);
+	return TRUE;
+}
+
+/* ---- journal ---------------------------------------------------------- */
+
+static gboolean journal_write(VsAlloc *a, const VsCpuSet *cpus,
+			      const VsCpuSet *mems, GError **error)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	g_autoptr(JsonGenerator) gen = json_generator_new();
+	g_autoptr(JsonNode) root = NULL;
+	g_autofree char *c = vs_cpuset_format(cpus);
+	g_autofree char *m = vs_cpuset_format(mems);
+	g_autofree char *text = NULL;
+
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "cpus");
+	json_builder_add_string_value(b, c);
+	json_builder_set_member_name(b, "mems");
+	json_builder_add_string_value(b, m);
+	json_builder_set_member_name(b, "knobs");
+	json_builder_begin_array(b);
+	for (guint i = 0; i < a->knobs->len; i++) {
+		Knob *k = a->knobs->pdata[i];
+
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "path");
+		json_builder_add_string_value(b, k->path);
+		json_builder_set_member_name(b, "mask");
+		json_builder_add_boolean_value(b, k->mask);
+		json_builder_set_member_name(b, "orig");
+		json_builder_add_string_value(b, k->orig);
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+	root = json_builder_get_root(b);
+	json_generator_set_root(gen, root);
+	text = json_generator_to_data(gen, NULL);
+	/* g_file_set_contents: temporary file + fsync + rename. */
+	return g_file_set_contents(a->state_path, text, -1, error);
+}
+
+static gboolean journal_load(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
+			     gboolean *found, GError **error)
+{
+	g_autoptr(JsonParser) p = json_parser_new();
+	JsonObject *o;
+	JsonArray *knobs;
+
+	*found = g_file_test(a->state_path, G_FILE_TEST_EXISTS);
+	if (!*found)
+		return TRUE;
+	if (!json_parser_load_from_file(p, a->state_path, error))
+		return FALSE;
+	o = json_node_get_object(json_parser_get_root(p));
+	if (!o || !json_object_has_member(o, "cpus") ||
+	    !json_object_has_member(o, "mems") ||
+	    !json_object_has_member(o, "knobs")) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "%s: malformed journal", a->state_path);
+		return FALSE;
+	}
+	if (!vs_cpuset_parse(json_object_get_string_member(o, "cpus"), cpus,
+			     error) ||
+	    !vs_cpuset_parse(json_object_get_string_member(o, "mems"), mems,
+			     error))
+		return FALSE;
+	knobs = json_object_get_array_member(o, "knobs");
+	for (guint i = 0; knobs && i < json_array_get_length(knobs); i++) {
+		JsonObject *k = json_array_get_object_element(knobs, i);
+
+		g_ptr_array_add(a->knobs,
+				knob_new(json_object_get_string_member(k, "path"),
+					 json_object_get_boolean_member(k, "mask"),
+					 json_object_get_string_member(k, "orig")));
+	}
+	return TRUE;
+}
+
+/* ---- knobs: workqueue mask and IRQ affinities -------------------------- */
+
+static void knobs_capture(VsAlloc *a)
+{
+	g_autoptr(GArray) irqs = NULL;
+
+	if (a->knobs->len)
+		return; /* originals already known */
+	if (a->cfg.workqueue) {
+		g_autofree char *v = vs_read_file(VS_WQ_CPUMASK, NULL);
+
+		if (v)
+			g_ptr_array_add(a->knobs,
+					knob_new(VS_WQ_CPUMASK, TRUE, v));
+	}
+	if (!a->cfg.irqs)
+		return;
+	irqs = vs_sys_irqs();
+	for (guint i = 0; i < irqs->len; i++) {
+		g_autofree char *f = g_strdup_printf(
+			"/proc/irq/%d/smp_affinity_list",
+			g_array_index(irqs, int, i));
+		g_autofree char *v = vs_read_file(f, NULL);
+
+		if (v)
+			g_ptr_array_add(a->knobs, knob_new(f, FALSE, v));
+	}
+}
+
+static char *knob_target(Knob *k, const VsCpuSet *cpus)
+{
+	VsCpuSet orig, t;
+	gboolean ok = k->mask ? vs_cpuset_parse_mask(k->orig, &orig, NULL)
+			      : vs_cpuset_parse(k->orig, &orig, NULL);
+
+	if (ok)
+		vs_cpuset_and(&t, &orig, cpus);
+	if (!ok || vs_cpuset_count(&t) == 0)
+		t = *cpus;
+	return k->mask ? vs_cpuset_format_mask(&t) : vs_cpuset_format(&t);
+}
+
+static void knobs_undo(VsAlloc *a)
+{
+	for (guint i = 0; i < a->knobs->len; i++) {
+		Knob *k = a->knobs->pdata[i];
+		g_autoptr(GError) error = NULL;
+
+		if (k->prev && !vs_write_file(k->path, k->prev, &error))
+			g_warning("rollback: %s", error->message);
+		g_clear_pointer(&k->prev, g_free);
+	}
+}
+
+/* The workqueue mask must take (it is part of the guarantee); an IRQ may
+ * refuse (managed, per-CPU): counted. */
+static gboolean knobs_apply(VsAlloc *a, const VsCpuSet *cpus, guint *set,
+			    guint *refused, gboolean *wq, GError **error)
+{
+	for (guint i = 0; i < a->knobs->len; i++) {
+		Knob *k = a->knobs->pdata[i];
+		g_autofree char *target = knob_target(k, cpus);
+		g_autoptr(GError) local = NULL;
+
+		g_clear_pointer(&k->prev, g_free);
+		k->prev = vs_read_file(k->path, NULL);
+		if (k->prev && strcmp(k->prev, target) == 0) {
+			g_clear_pointer(&k->prev, g_free);
+			k->mask ? (*wq = TRUE) : (*set)++;
+			continue;
+		}
+		if (vs_write_file(k->path, target, &local)) {
+			k->mask ? (*wq = TRUE) : (*set)++;
+			continue;
+		}
+		g_clear_pointer(&k->prev, g_free);
+		if (k->mask) {
+			g_propagate_error(error, g_steal_pointer(&local));
+			return FALSE;
+		}
+		g_debug("%s", local->message);
+		(*refused)++;
+	}
+	return TRUE;
+}
+
+/* ---- the transaction -------------------------------------------------- */
+
+static gboolean validate(const char *cpus_s, const char *mems_s,
+			 VsCpuSet *cpus, VsCpuSet *mems, GError **error)
+{
+	VsCpuSet online, memnodes;
+	g_autofree char *have = NULL;
+	int bad;
+
+	if (!vs_sys_online_cpus(&online, error) ||
+	    !vs_sys_memory_nodes(&memnodes, error) ||
+	    !vs_cpuset_parse(cpus_s, cpus, error) ||
+	    (mems_s && !vs_cpuset_parse(mems_s, mems, error)))
+		return FALSE;
+	bad = vs_cpuset_first_outside(cpus, &online);
+	if (bad >= 0) {
+		have = vs_cpuset_format(&online);
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "CPU %d is not online (online: %s)", bad, have);
+		return FALSE;
+	}
+	bad = vs_cpuset_first_outside(mems, &memnodes);
+	if (bad >= 0) {
+		have = vs_cpuset_format(&memnodes);
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "node %d has no memory (nodes with memory: %s)",
+			    bad, have);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean is_full(const VsCpuSet *cpus, const VsCpuSet *mems)
+{
+	VsCpuSet online, memnodes;
+
+	return vs_sys_online_cpus(&online, NULL) &&
+	       vs_sys_memory_nodes(&memnodes, NULL) &&
+	       vs_cpuset_equal(cpus, &online) && vs_cpuset_equal(mems, &memnodes);
+}
+
+static void cgroup_undo(VsAlloc *a, const VsCpuSet *cpus, const VsCpuSet *mems)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (!a->cg->ops->set(a->cg, cpus, mems, &error))
+		g_warning("rollback of the cgroup: %s", error->message);
+}
+
+static JsonObject *report(const VsCpuSet *cpus, const VsCpuSet *mems,
+			  gint64 t0, const VsSweepStats *st, guint irqs_set,
+			  guint irqs_refused, gboolean wq)
+{
+	JsonObject *o = json_object_new();
+	g_autofree char *c = vs_cpuset_format(cpus);
+	g_autofree char *m = vs_cpuset_format(mems);
+
+	json_object_set_string_member(o, "cpus", c);
+	json_object_set_string_member(o, "mems", m);
+	json_object_set_int_member(o, "elapsed-us", g_get_monotonic_time() - t0);
+	json_object_set_int_member(o, "moved-tasks", st->moved);
+	json_object_set_int_member(o, "unmovable-kthreads",
+				   st->unmovable_kthreads);
+	json_object_set_int_member(o, "unmovable-other", st->unmovable_other);
+	json_object_set_int_member(o, "irqs-set", irqs_set);
+	json_object_set_int_member(o, "irqs-refused", irqs_refused);
+	json_object_set_boolean_member(o, "workqueue", wq);
+	return o;
+}
+
+static JsonObject *alloc_apply(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
+			       GError **error)
+{
+	gint64 t0 = g_get_monotonic_time();
+	VsSweepStats st = { 0 };
+	VsCpuSet pc, pm;
+	guint irqs_set = 0, irqs_refused = 0;
+	gboolean wq = FALSE, full = is_full(cpus, mems);
+
+	if (!a->cg->ops->sweep(a->cg, &st, error) ||
+	    !a->cg->ops->get(a->cg, &pc, &pm, error))
+		return NULL;
+	/* Intent: the originals are on disk before anything changes. */
+	if (!full && !a->knobs->len) {
+		knobs_capture(a);
+		if (!journal_write(a, &pc, &pm, error)) {
+			g_ptr_array_set_size(a->knobs, 0);
+			return NULL;
+		}
+	}
+	if (!a->cg->ops->set(a->cg, cpus, mems, error) ||
+	    fault(a, "cgroup", error))
+		goto undo_cgroup;
+	if (!knobs_apply(a, cpus, &irqs_set, &irqs_refused, &wq, error) ||
+	    fault(a, "knobs", error))
+		goto undo_knobs;
+	if (full) {
+		g_ptr_array_set_size(a->knobs, 0);
+		if (unlink(a->state_path) < 0 && errno != ENOENT) {
+			g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "cannot remove %s: %s", a->state_path,
+				    g_strerror(errno));
+			goto undo_knobs;
+		}
+	} else if (!journal_write(a, cpus, mems, error) ||
+		   fault(a, "journal", error)) {
+		goto undo_knobs;
+	}
+	return report(cpus, mems, t0, &st, irqs_set, irqs_refused, wq);
+
+undo_knobs:
+	knobs_undo(a);
+undo_cgroup:
+	cgroup_undo(a, &pc, &pm);
+	if (!is_full(&pc, &pm))
+		journal_write(a, &pc, &pm, NULL);
+	return NULL;
+}
+
+JsonObject *vs_alloc_set(VsAlloc *a, const char *cpus_s, const char *mems_s,
+			 GError **error)
+{
+	VsCpuSet cpus, mems, cur_c;
+
+	if (!mems_s && !a->cg->ops->get(a->cg, &cur_c, &mems, error))
+		return NULL;
+	if (!validate(cpus_s, mems_s, &cpus, &mems, error))
+		return NULL;
+	return alloc_apply(a, &cpus, &mems, error);
+}
+
+JsonObject *vs_alloc_get(VsAlloc *a, GError **error)
+{
+	VsCpuSet c, m, ec, em;
+	g_autofree char *cs = NULL, *ms = NULL, *ecs = NULL, *ems = NULL;
+	JsonObject *o;
+	gint outside;
+
+	if (!a->cg->ops->get(a->cg, &c, &m, error) ||
+	    !a->cg->ops->get_effective(a->cg, &ec, &em, error))
+		return NULL;
+	outside = a->cg->ops->count_outside(a->cg, error);
+	if (outside < 0)
+		return NULL;
+	cs = vs_cpuset_format(&c);
+	ms = vs_cpuset_format(&m);
+	ecs = vs_cpuset_format(&ec);
+	ems = vs_cpuset_format(&em);
+	o = json_object_new();
+	json_object_set_string_member(o, "cpus", cs);
+	json_object_set_string_member(o, "mems", ms);
+	json_object_set_string_member(o, "effective-cpus", ecs);
+	json_object_set_string_member(o, "effective-mems", ems);
+	json_object_set_boolean_member(o, "full", is_full(&c, &m));
+	json_object_set_int_member(o, "tasks-outside", outside);
+	return o;
+}
+
+VsAlloc *vs_alloc_new(VsCgroup *cg, const VsAllocConfig *cfg, GError **error)
+{
+	g_autoptr(VsAlloc) a = g_new0(VsAlloc, 1);
+	g_autoptr(JsonObject) rep = NULL;
+	g_autoptr(GError) local = NULL;
+	VsCpuSet cpus, mems;
+	gboolean found;
+
+	a->cg = cg;
+	a->cfg = *cfg;
+	a->knobs = g_ptr_array_new_with_free_func(knob_free);
+	if (g_mkdir_with_parents(cfg->state_dir, 0700) < 0) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "cannot create %s: %s", cfg->state_dir,
+			    g_strerror(errno));
+		return NULL;
+	}
+	a->state_path = g_build_filename(cfg->state_dir, STATE_FILE, NULL);
+	if (!journal_load(a, &cpus, &mems, &found, error))
+		return NULL;
+	if (!found)
+		return g_steal_pointer(&a);
+	rep = alloc_apply(a, &cpus, &mems, &local);
+	if (!rep) {
+		/* e.g. a CPU of the journal went offline meanwhile: keep the
+		 * agent up, report the allocation as the kernel has it. */
+		g_warning("cannot re-apply the journalled allocation: %s",
+			  local->message);
+	} else {
+		g_message("re-applied the journalled allocation");
+	}
+	return g_steal_pointer(&a);
+}
+
+void vs_alloc_free(VsAlloc *a)
+{
+	if (!a)
+		return;
+	if (a->knobs)
+		g_ptr_array_unref(a->knobs);
+	g_free(a->state_path);
+	g_free(a);
+}

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * cgroupfs backend: our own cpuset cgroup ("vshare") directly below the
+ * scope (the hierarchy root in a guest). Every movable task lives there, so
+ * a change of allocation is one write of cpuset.cpus and one of
+ * cpuset.mems; the kernel re-pins the tasks itself.
+ *
+ * v1 and v2 differ in four places only: file prefix, empty-set inheritance
+ * (v1 children start empty and must be filled from the parent), the
+ * effective files, and enabling the controller (v2 subtree_control).
+ */
+#include "cgroup.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define VS_CGROUP_NAME "vshare"
+
+typedef struct {
+	const char *prefix;	  /* "cpuset." or "" (v1 noprefix) */
+	GHashTable *unmovable;	  /* pids of kthreads that refused */
+} FsPriv;
+
+static char *fs_file(VsCgroup *cg, const char *dir, const char *name)
+{
+	FsPriv *p = cg->priv;
+	g_autofree char *file = g_strconcat(p->prefix, name, NULL);
+
+	return g_build_filename(dir, file, NULL);
+}
+
+static gboolean fs_read_set(VsCgroup *cg, const char *dir, const char *name,
+			    VsCpuSet *set, gboolean *empty, GError **error)
+{
+	g_autofree char *f = fs_file(cg, dir, name);
+	g_autofree char *text = vs_read_file(f, error);
+
+	if (!text)
+		return FALSE;
+	*empty = text[0] == '\0';
+	if (*empty) {
+		vs_cpuset_clear(set);
+		return TRUE;
+	}
+	return vs_cpuset_parse(text, set, error);
+}
+
+static gboolean fs_write_set(VsCgroup *cg, const char *name,
+			     const VsCpuSet *set, GError **error)
+{
+	g_autofree char *f = fs_file(cg, cg->path, name);
+	g_autofree char *text = vs_cpuset_format(set);
+
+	return vs_write_file(f, text, error);
+}
+
+static gboolean fs_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
+				 GError **error)
+{
+	const char *c = cg->version == 2 ? "cpus.effective" : "effective_cpus";
+	const char *m = cg->version == 2 ? "mems.effective" : "effective_mems";
+	gboolean empty;
+
+	return fs_read_set(cg, cg->path, c, cpus, &empty, error) &&
+	       fs_read_set(cg, cg->path, m, mems, &empty, error);
+}
+
+static gboolean fs_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
+		       GError **error)
+{
+	VsCpuSet ec, em;
+	gboolean ce, me;
+
+	if (!fs_read_set(cg, cg->path, "cpus", cpus, &ce, error) ||
+	    !fs_read_set(cg, cg->path, "mems", mems, &me, error))
+		return FALSE;
+	if (!ce && !me)
+		return TRUE;
+	/* v2: empty means "inherit": report what is in force. */
+	if (!fs_get_effective(cg, &ec, &em, error))
+		return FALSE;
+	if (ce)
+		*cpus = ec;
+	if (me)
+		*mems = em;
+	return TRUE;
+}
+
+static gboolean fs_set(VsCgroup *cg, const VsCpuSet *cpus,
+		       const VsCpuSet *mems, GError **error)
+{
+	return fs_write_set(cg, "cpus", cpus, error) &&
+	       fs_write_set(cg, "mems", mems, error);
+}
+
+static GArray *fs_read_procs(const char *dir, GError **error)
+{
+	g_autofree char *f = g_build_filename(dir, "cgroup.procs", NULL);
+	g_autofree char *text = vs_read_file(f, error);
+	g_auto(GStrv) lines = NULL;
+	GArray *pids;
+
+	if (!text)
+		return NULL;
+	pids = g_array_new(FALSE, FALSE, sizeof(int));
+	lines = g_strsplit(text, "\n", -1);
+	for (char **l = lines; *l; l++) {
+		int pid = atoi(*l);
+
+		if (pid > 0)
+			g_array_append_val(pids, pid);
+	}
+	return pids;
+}
+
+static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
+{
+	FsPriv *p = cg->priv;
+	g_autofree char *dest = g_build_filename(cg->path, "cgroup.procs", NULL);
+	g_autoptr(GArray) pids = fs_read_procs(cg->scope, error);
+
+	if (!pids)
+		return FALSE;
+	for (guint i = 0; i < pids->len; i++) {
+		int pid = g_array_index(pids, int, i);
+		char buf[16];
+
+		if (g_hash_table_contains(p->unmovable, GINT_TO_POINTER(pid))) {
+			stats->unmovable_kthreads++;
+			continue;
+		}
+		g_snprintf(buf, sizeof(buf), "%d", pid);
+		if (vs_write_file(dest, buf, NULL)) {
+			stats->moved++;
+		} else if (errno == ESRCH) {
+			continue; /* exited meanwhile */
+		} else if (vs_task_is_kthread(pid)) {
+			g_hash_table_add(p->unmovable, GINT_TO_POINTER(pid));
+			stats->unmovable_kthreads++;
+		} else {
+			g_debug("pid %d refused to move: %s", pid,
+				g_strerror(errno));
+			stats->unmovable_other++;
+		}
+	}
+	return TRUE;
+}
+
+static gint fs_count_outside(VsCgroup *cg, GError **error)
+{
+	g_autoptr(GArray) pids = fs_read_procs(cg->scope, error);
+
+	return pids ? (gint)pids->len : -1;
+}
+
+static void fs_free(VsCgroup *cg)
+{
+	FsPriv *p = cg->priv;
+
+	if (p)
+		g_hash_table_unref(p->unmovable);
+	g_free(p);
+}
+
+static const VsCgroupOps fs_ops = {
+	.name = "cgroupfs",
+	.sweep = fs_sweep,
+	.get = fs_get,
+	.get_effective = fs_get_effective,
+	.set = fs_set,
+	.count_outside = fs_count_outside,
+	.free = fs_free,
+};
+
+/* v1 children start with empty cpus/mems, and an empty cpuset cannot take
+ * tasks: copy the parent's (as crun's initialize_cpuset_subsystem). */
+static gboolean fs_v1_setup(VsCgroup *cg, GError **error)
+{
+	static const char *const names[] = { "cpus", "mems" };
+	g_autofree char *migrate = fs_file(cg, cg->path, "memory_migrate");
+
+	for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+		VsCpuSet set;
+		gboolean empty;
+
+		if (!fs_read_set(cg, cg->path, names[i], &set, &empty, error))
+			return FALSE;
+		if (!empty)
+			continue;
+		if (!fs_read_set(cg, cg->scope, names[i], &set, &empty,
+				 error) ||
+		    !fs_write_set(cg, names[i], &set, error))
+			return FALSE;
+	}
+	/* Pages follow a change of mems, as they always do on v2. */
+	return vs_write_file(migrate, "1", error);
+}
+
+static gboolean fs_v2_setup(VsCgroup *cg, GError **error)
+{
+	g_autofree char *ctl = g_build_filename(cg->scope,
+						"cgroup.subtree_control", NULL);
+	VsSweepStats stats = { 0 };
+
+	/* A non-root scope must be empty before it can enable a controller
+	 * for its children: move the tasks down first. */
+	if (!fs_sweep(cg, &stats, error))
+		return FALSE;
+	return vs_write_file(ctl, "+cpuset", error);
+}
+
+VsCgroup *vs_cgroup_fs_open(const char *scope, GError **error)
+{
+	g_autoptr(VsCgroup) cg = g_new0(VsCgroup, 1);
+	g_autofree char *probe = NULL;
+	FsPriv *p = g_new0(FsPriv, 1);
+	VsSweepStats stats = { 0 };
+
+	cg->ops = &fs_ops;
+	cg->priv = p;
+	p->unmovable = g_hash_table_new(NULL, NULL);
+	p->prefix = "cpuset.";
+	if (scope) {
+		cg->scope = g_strdup(scope);
+		cg->version = vs_cgroup_detect(scope, error);
+	} else {
+		cg->scope = vs_cgroup_find_cpuset_root(&cg->version, error);
+	}
+	if (!cg->scope || !cg->version)
+		return NULL;
+	probe = g_build_filename(cg->scope, "cpuset.mems", NULL);
+	if (cg->version == 1 && !g_file_test(probe, G_FILE_TEST_EXISTS))
+		p->prefix = ""; /* mounted with noprefix */
+	cg->path = g_build_filename(cg->scope, VS_CGROUP_NAME, NULL);
+	if (mkdir(cg->path, 0755) < 0 && errno != EEXIST) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "cannot create %s: %s", cg->path,
+			    g_strerror(errno));
+		return NULL;
+	}
+	if (cg->version == 1 ? !fs_v1_setup(cg, error)
+			     : !fs_v2_setup(cg, error))
+		return NULL;
+	if (!fs_sweep(cg, &stats, error))
+		return NULL;
+	g_message("cgroup v%d at %s: %u tasks moved in, %u kthreads stay out",
+		  cg->version, cg->path, stats.moved, stats.unmovable_kthreads);
+	return g_steal_pointer(&cg);
+}

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Backend selection and helpers shared by the confinement backends. */
+#include "cgroup.h"
+
+#include <errno.h>
+#include <linux/magic.h>
+#include <string.h>
+#include <sys/vfs.h>
+
+#define PF_KTHREAD 0x00200000
+
+int vs_cgroup_detect(const char *dir, GError **error)
+{
+	struct statfs sfs;
+
+	if (statfs(dir, &sfs) < 0) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC, "statfs %s: %s",
+			    dir, g_strerror(errno));
+		return 0;
+	}
+	if (sfs.f_type == CGROUP2_SUPER_MAGIC)
+		return 2;
+	if (sfs.f_type == CGROUP_SUPER_MAGIC)
+		return 1;
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC, "%s is not a cgroupfs",
+		    dir);
+	return 0;
+}
+
+static gboolean v2_has_cpuset(const char *mnt)
+{
+	g_autofree char *f = g_build_filename(mnt, "cgroup.controllers", NULL);
+	g_autofree char *c = vs_read_file(f, NULL);
+	g_auto(GStrv) words = c ? g_strsplit(c, " ", -1) : NULL;
+
+	return words && g_strv_contains((const char *const *)words, "cpuset");
+}
+
+/* Where the cpuset controller is mounted: a v1 hierarchy with the cpuset
+ * option, else a cgroup2 mount that offers cpuset. */
+char *vs_cgroup_find_cpuset_root(int *version, GError **error)
+{
+	g_autofree char *text = vs_read_file("/proc/self/mountinfo", error);
+	g_auto(GStrv) lines = NULL;
+	g_autofree char *v2 = NULL;
+
+	if (!text)
+		return NULL;
+	lines = g_strsplit(text, "\n", -1);
+	for (char **l = lines; *l; l++) {
+		g_auto(GStrv) halves = g_strsplit(*l, " - ", 2);
+		g_auto(GStrv) pre = NULL, post = NULL;
+
+		if (g_strv_length(halves) != 2)
+			continue;
+		pre = g_strsplit(halves[0], " ", -1);
+		post = g_strsplit(halves[1], " ", -1);
+		if (g_strv_length(pre) < 5 || g_strv_length(post) < 3)
+			continue;
+		if (strcmp(post[0], "cgroup") == 0) {
+			g_auto(GStrv) opts = g_strsplit(post[2], ",", -1);
+
+			if (g_strv_contains((const char *const *)opts,
+					    "cpuset")) {
+				*version = 1;
+				return g_strdup(pre[4]);
+			}
+		} else if (strcmp(post[0], "cgroup2") == 0 && !v2 &&
+			   v2_has_cpuset(pre[4])) {
+			v2 = g_strdup(pre[4]);
+		}
+	}
+	if (v2) {
+		*version = 2;
+		return g_steal_pointer(&v2);
+	}
+	g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "no cgroup hierarchy with the cpuset controller is "
+			    "mounted");
+	return NULL;
+}
+
+gboolean vs_task_is_kthread(int pid)
+{
+	g_autofree char *f = g_strdup_printf("/proc/%d/stat", pid);
+	g_autofree char *stat = vs_read_file(f, NULL);
+	const char *p = stat ? strrchr(stat, ')') : NULL;
+	g_auto(GStrv) fields = NULL;
+
+	if (!p)
+		return FALSE;
+	/* After "comm)": state ppid pgrp session tty tpgid flags ... */
+	fields = g_strsplit(p + 2, " ", 8);
+	if (g_strv_length(fields) < 7)
+		return FALSE;
+	return (g_ascii_strtoull(fields[6], NULL, 10) & PF_KTHREAD) != 0;
+}
+
+VsCgroup *vs_cgroup_open(const char *backend, const char *scope,
+			 GError **error)
+{
+	if (!backend || strcmp(backend, "auto") == 0 ||
+	    strcmp(backend, "cgroupfs") == 0)
+		return vs_cgroup_fs_open(scope, error);
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+		    "unknown backend '%s' (known: cgroupfs)", backend);
+	return NULL;
+}
+
+void vs_cgroup_free(VsCgroup *cg)
+{
+	if (!cg)
+		return;
+	if (cg->ops && cg->ops->free)
+		cg->ops->free(cg);
+	g_free(cg->scope);
+	g_free(cg->path);
+	g_free(cg);
+}

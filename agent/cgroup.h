@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Confinement backends behind one interface (as crun's cgroup managers).
+ *
+ * A backend keeps the guest's movable tasks where one write changes their
+ * CPUs and memory nodes. The cgroup version (v1/v2) is a separate axis,
+ * detected once. Backends: "cgroupfs" (this file's implementation in
+ * cgroup-fs.c); a systemd (D-Bus) backend plugs in here later.
+ */
+#pragma once
+
+#include "vshare-proto.h"
+
+typedef struct {
+	guint moved;		 /* tasks swept into the confinement */
+	guint unmovable_kthreads; /* per-CPU kthreads (EINVAL), expected */
+	guint unmovable_other;	 /* anything else that refused */
+} VsSweepStats;
+
+typedef struct VsCgroup VsCgroup;
+
+typedef struct {
+	const char *name;
+	/* Move tasks that appeared outside the confinement into it. */
+	gboolean (*sweep)(VsCgroup *cg, VsSweepStats *stats, GError **error);
+	/* The configured (not effective) CPUs and nodes. */
+	gboolean (*get)(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
+			GError **error);
+	gboolean (*get_effective)(VsCgroup *cg, VsCpuSet *cpus,
+				  VsCpuSet *mems, GError **error);
+	/* Write CPUs then nodes. On failure nothing is undone here: the
+	 * caller restores the previous values (all-or-nothing lives in one
+	 * place, alloc.c). */
+	gboolean (*set)(VsCgroup *cg, const VsCpuSet *cpus,
+			const VsCpuSet *mems, GError **error);
+	/* Tasks still outside the confinement (kthreads included). */
+	gint (*count_outside)(VsCgroup *cg, GError **error);
+	void (*free)(VsCgroup *cg);
+} VsCgroupOps;
+
+struct VsCgroup {
+	const VsCgroupOps *ops;
+	int version;  /* 1 or 2 */
+	char *scope;  /* the cgroup whose tasks we manage (usually the root) */
+	char *path;   /* our cgroup below it */
+	gpointer priv;
+};
+
+/* Pick and initialise a backend. @backend: NULL/"auto" or "cgroupfs".
+ * @scope: NULL for the cpuset hierarchy's root (a real guest), or a cgroup
+ * directory (tests on a host: never the host's own root). */
+VsCgroup *vs_cgroup_open(const char *backend, const char *scope,
+			 GError **error);
+void vs_cgroup_free(VsCgroup *cg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsCgroup, vs_cgroup_free)
+
+/* Implementations. */
+VsCgroup *vs_cgroup_fs_open(const char *scope, GError **error);
+
+/* Helpers shared by backends (cgroup.c). */
+int vs_cgroup_detect(const char *dir, GError **error); /* 1, 2 or 0 */
+char *vs_cgroup_find_cpuset_root(int *version, GError **error);
+gboolean vs_task_is_kthread(int pid);

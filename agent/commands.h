@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+#include "alloc.h"
+#include "cgroup.h"
+#include "channel.h"
+#include "vshare-proto.h"
+
+typedef struct {
+	VsDispatcher *disp;
+	VsChannel *chan;
+	VsFramer *framer;
+	VsCgroup *cg;
+	VsAlloc *alloc;
+	GMainLoop *loop;
+} VsAgent;
+
+/* Bind every vshare-* schema command to its handler; fails if the schema
+ * has a command nobody implements. */
+gboolean vs_commands_register(VsAgent *agent, GError **error);
