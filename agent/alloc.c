@@ -131,10 +131,11 @@ static gboolean journal_load(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
 	for (guint i = 0; knobs && i < json_array_get_length(knobs); i++) {
 		JsonObject *k = json_array_get_object_element(knobs, i);
 
-		g_ptr_array_add(a->knobs,
-				knob_new(json_object_get_string_member(k, "path"),
-					 json_object_get_boolean_member(k, "mask"),
-					 json_object_get_string_member(k, "orig")));
+		g_ptr_array_add(
+			a->knobs,
+			knob_new(json_object_get_string_member(k, "path"),
+				 json_object_get_boolean_member(k, "mask"),
+				 json_object_get_string_member(k, "orig")));
 	}
 	return TRUE;
 }
@@ -158,9 +159,9 @@ static void knobs_capture(VsAlloc *a)
 		return;
 	irqs = vs_sys_irqs();
 	for (guint i = 0; i < irqs->len; i++) {
-		g_autofree char *f = g_strdup_printf(
-			"/proc/irq/%d/smp_affinity_list",
-			g_array_index(irqs, int, i));
+		g_autofree char *f =
+			g_strdup_printf("/proc/irq/%d/smp_affinity_list",
+					g_array_index(irqs, int, i));
 		g_autofree char *v = vs_read_file(f, NULL);
 
 		if (v)
@@ -227,8 +228,8 @@ static gboolean knobs_apply(VsAlloc *a, const VsCpuSet *cpus, guint *set,
 
 /* ---- the transaction -------------------------------------------------- */
 
-static gboolean validate(const char *cpus_s, const char *mems_s,
-			 VsCpuSet *cpus, VsCpuSet *mems, GError **error)
+static gboolean validate(const char *cpus_s, const char *mems_s, VsCpuSet *cpus,
+			 VsCpuSet *mems, GError **error)
 {
 	VsCpuSet online, memnodes;
 	g_autofree char *have = NULL;
@@ -263,7 +264,8 @@ static gboolean is_full(const VsCpuSet *cpus, const VsCpuSet *mems)
 
 	return vs_sys_online_cpus(&online, NULL) &&
 	       vs_sys_memory_nodes(&memnodes, NULL) &&
-	       vs_cpuset_equal(cpus, &online) && vs_cpuset_equal(mems, &memnodes);
+	       vs_cpuset_equal(cpus, &online) &&
+	       vs_cpuset_equal(mems, &memnodes);
 }
 
 static void cgroup_undo(VsAlloc *a, const VsCpuSet *cpus, const VsCpuSet *mems)
@@ -274,8 +276,8 @@ static void cgroup_undo(VsAlloc *a, const VsCpuSet *cpus, const VsCpuSet *mems)
 		g_warning("rollback of the cgroup: %s", error->message);
 }
 
-static JsonObject *report(const VsCpuSet *cpus, const VsCpuSet *mems,
-			  gint64 t0, const VsSweepStats *st, guint irqs_set,
+static JsonObject *report(const VsCpuSet *cpus, const VsCpuSet *mems, gint64 t0,
+			  const VsSweepStats *st, guint irqs_set,
 			  guint irqs_refused, gboolean wq)
 {
 	JsonObject *o = json_object_new();
@@ -284,7 +286,8 @@ static JsonObject *report(const VsCpuSet *cpus, const VsCpuSet *mems,
 
 	json_object_set_string_member(o, "cpus", c);
 	json_object_set_string_member(o, "mems", m);
-	json_object_set_int_member(o, "elapsed-us", g_get_monotonic_time() - t0);
+	json_object_set_int_member(o, "elapsed-us",
+				   g_get_monotonic_time() - t0);
 	json_object_set_int_member(o, "moved-tasks", st->moved);
 	json_object_set_int_member(o, "unmovable-kthreads",
 				   st->unmovable_kthreads);

@@ -18,8 +18,8 @@
 #define VS_CGROUP_NAME "vshare"
 
 typedef struct {
-	const char *prefix;	  /* "cpuset." or "" (v1 noprefix) */
-	GHashTable *unmovable;	  /* pids of kthreads that refused */
+	const char *prefix;    /* "cpuset." or "" (v1 noprefix) */
+	GHashTable *unmovable; /* pids of kthreads that refused */
 } FsPriv;
 
 static char *fs_file(VsCgroup *cg, const char *dir, const char *name)
@@ -87,8 +87,8 @@ static gboolean fs_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 	return TRUE;
 }
 
-static gboolean fs_set(VsCgroup *cg, const VsCpuSet *cpus,
-		       const VsCpuSet *mems, GError **error)
+static gboolean fs_set(VsCgroup *cg, const VsCpuSet *cpus, const VsCpuSet *mems,
+		       GError **error)
 {
 	return fs_write_set(cg, "cpus", cpus, error) &&
 	       fs_write_set(cg, "mems", mems, error);
@@ -117,7 +117,8 @@ static GArray *fs_read_procs(const char *dir, GError **error)
 static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 {
 	FsPriv *p = cg->priv;
-	g_autofree char *dest = g_build_filename(cg->path, "cgroup.procs", NULL);
+	g_autofree char *dest =
+		g_build_filename(cg->path, "cgroup.procs", NULL);
 	g_autoptr(GArray) pids = fs_read_procs(cg->scope, error);
 
 	if (!pids)
@@ -197,15 +198,14 @@ static gboolean fs_v1_setup(VsCgroup *cg, GError **error)
 	return vs_write_file(migrate, "1", error);
 }
 
-static gboolean fs_v2_setup(VsCgroup *cg, GError **error)
+static gboolean fs_v2_setup(VsCgroup *cg, VsSweepStats *stats, GError **error)
 {
-	g_autofree char *ctl = g_build_filename(cg->scope,
-						"cgroup.subtree_control", NULL);
-	VsSweepStats stats = { 0 };
+	g_autofree char *ctl =
+		g_build_filename(cg->scope, "cgroup.subtree_control", NULL);
 
 	/* A non-root scope must be empty before it can enable a controller
 	 * for its children: move the tasks down first. */
-	if (!fs_sweep(cg, &stats, error))
+	if (!fs_sweep(cg, stats, error))
 		return FALSE;
 	return vs_write_file(ctl, "+cpuset", error);
 }
@@ -240,9 +240,9 @@ VsCgroup *vs_cgroup_fs_open(const char *scope, GError **error)
 		return NULL;
 	}
 	if (cg->version == 1 ? !fs_v1_setup(cg, error)
-			     : !fs_v2_setup(cg, error))
+			     : !fs_v2_setup(cg, &stats, error))
 		return NULL;
-	if (!fs_sweep(cg, &stats, error))
+	if (cg->version == 1 && !fs_sweep(cg, &stats, error))
 		return NULL;
 	g_message("cgroup v%d at %s: %u tasks moved in, %u kthreads stay out",
 		  cg->version, cg->path, stats.moved, stats.unmovable_kthreads);

@@ -96,8 +96,7 @@ gboolean vs_task_is_kthread(int pid)
 	return (g_ascii_strtoull(fields[6], NULL, 10) & PF_KTHREAD) != 0;
 }
 
-VsCgroup *vs_cgroup_open(const char *backend, const char *scope,
-			 GError **error)
+VsCgroup *vs_cgroup_open(const char *backend, const char *scope, GError **error)
 {
 	if (!backend || strcmp(backend, "auto") == 0 ||
 	    strcmp(backend, "cgroupfs") == 0)

@@ -12,9 +12,9 @@
 #include "vshare-proto.h"
 
 typedef struct {
-	guint moved;		 /* tasks swept into the confinement */
+	guint moved;		  /* tasks swept into the confinement */
 	guint unmovable_kthreads; /* per-CPU kthreads (EINVAL), expected */
-	guint unmovable_other;	 /* anything else that refused */
+	guint unmovable_other;	  /* anything else that refused */
 } VsSweepStats;
 
 typedef struct VsCgroup VsCgroup;
@@ -26,8 +26,8 @@ typedef struct {
 	/* The configured (not effective) CPUs and nodes. */
 	gboolean (*get)(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 			GError **error);
-	gboolean (*get_effective)(VsCgroup *cg, VsCpuSet *cpus,
-				  VsCpuSet *mems, GError **error);
+	gboolean (*get_effective)(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
+				  GError **error);
 	/* Write CPUs then nodes. On failure nothing is undone here: the
 	 * caller restores the previous values (all-or-nothing lives in one
 	 * place, alloc.c). */
@@ -40,9 +40,9 @@ typedef struct {
 
 struct VsCgroup {
 	const VsCgroupOps *ops;
-	int version;  /* 1 or 2 */
-	char *scope;  /* the cgroup whose tasks we manage (usually the root) */
-	char *path;   /* our cgroup below it */
+	int version; /* 1 or 2 */
+	char *scope; /* the cgroup whose tasks we manage (usually the root) */
+	char *path;  /* our cgroup below it */
 	gpointer priv;
 };
 

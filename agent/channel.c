@@ -16,8 +16,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define PORTS_DIR "/dev/virtio-ports"
-#define PORTS_SYSFS "/sys/class/virtio-ports"
+#define PORTS_DIR	 "/dev/virtio-ports"
+#define PORTS_SYSFS	 "/sys/class/virtio-ports"
 #define WRITE_TIMEOUT_MS 2000
 
 struct VsChannel {
@@ -52,8 +52,8 @@ static char *port_path(const char *name)
 		return g_steal_pointer(&link);
 	dir = g_dir_open(PORTS_SYSFS, 0, NULL);
 	while (dir && (ent = g_dir_read_name(dir))) {
-		g_autofree char *f = g_build_filename(PORTS_SYSFS, ent, "name",
-						      NULL);
+		g_autofree char *f =
+			g_build_filename(PORTS_SYSFS, ent, "name", NULL);
 		g_autofree char *n = vs_read_file(f, NULL);
 		g_autofree char *dev = g_build_filename("/dev", ent, NULL);
 
@@ -84,14 +84,15 @@ static gboolean sigio_setup(VsChannel *ch, GError **error)
 				    "signalfd: %s", g_strerror(errno));
 			return FALSE;
 		}
-		ch->sigio_watch = g_unix_fd_add(ch->sigio_fd, G_IO_IN,
-						on_sigio, ch);
+		ch->sigio_watch =
+			g_unix_fd_add(ch->sigio_fd, G_IO_IN, on_sigio, ch);
 	}
 	fl = fcntl(ch->fd, F_GETFL);
 	if (fcntl(ch->fd, F_SETOWN, getpid()) < 0 || fl < 0 ||
 	    fcntl(ch->fd, F_SETFL, fl | O_ASYNC) < 0)
 		g_debug("%s: no SIGIO (%s); reconnects are noticed on the next "
-			"request", ch->where, g_strerror(errno));
+			"request",
+			ch->where, g_strerror(errno));
 	return TRUE;
 }
 
@@ -138,8 +139,8 @@ static gboolean channel_wait_path(VsChannel *ch, GError **error)
 		return TRUE;
 	ch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (ch->inotify_fd < 0) {
-		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
-			    "inotify: %s", g_strerror(errno));
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC, "inotify: %s",
+			    g_strerror(errno));
 		return FALSE;
 	}
 	if (ch->kind == VS_CHANNEL_PORT) {
@@ -223,8 +224,8 @@ static gboolean on_fd(int fd, GIOCondition cond, gpointer user_data)
 
 static void channel_watch_fd(VsChannel *ch)
 {
-	ch->fd_watch = g_unix_fd_add(ch->fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
-				     on_fd, ch);
+	ch->fd_watch =
+		g_unix_fd_add(ch->fd, G_IO_IN | G_IO_HUP | G_IO_ERR, on_fd, ch);
 }
 
 static int unix_connect(const char *path)
@@ -316,8 +317,7 @@ static gboolean channel_listen(VsChannel *ch, GError **error)
 			    g_strerror(errno));
 		return FALSE;
 	}
-	ch->listen_watch =
-		g_unix_fd_add(ch->listen_fd, G_IO_IN, on_listen, ch);
+	ch->listen_watch = g_unix_fd_add(ch->listen_fd, G_IO_IN, on_listen, ch);
 	return TRUE;
 }
 

@@ -12,8 +12,8 @@
 #include <glib.h>
 
 typedef enum {
-	VS_CHANNEL_PORT,	 /* virtio-serial port by name */
-	VS_CHANNEL_DEVICE,	 /* char device or unix socket path */
+	VS_CHANNEL_PORT,	/* virtio-serial port by name */
+	VS_CHANNEL_DEVICE,	/* char device or unix socket path */
 	VS_CHANNEL_UNIX_LISTEN, /* listen on a unix socket */
 } VsChannelKind;
 

@@ -42,9 +42,9 @@ static JsonNode *cmd_set_allocation(JsonObject *args, gpointer ctx,
 				   ? json_object_get_string_member(args, "mems")
 				   : NULL;
 
-	return obj_node(vs_alloc_set(agent->alloc,
-				     json_object_get_string_member(args, "cpus"),
-				     mems, error));
+	return obj_node(vs_alloc_set(
+		agent->alloc, json_object_get_string_member(args, "cpus"), mems,
+		error));
 }
 
 static JsonNode *cmd_get_allocation(JsonObject *args, gpointer ctx,

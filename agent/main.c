@@ -11,8 +11,8 @@
 #include <stdlib.h>
 
 #define VSHARE_AGENT_VERSION "0.1.0"
-#define DEFAULT_PORT "org.vshare.agent.0"
-#define DEFAULT_STATE_DIR "/run/vshare-agent"
+#define DEFAULT_PORT	     "org.vshare.agent.0"
+#define DEFAULT_STATE_DIR    "/run/vshare-agent"
 
 typedef struct {
 	char *port;
@@ -34,8 +34,8 @@ static void on_frame(const char *frame, gsize len, const GError *error,
 		     gpointer user_data)
 {
 	VsAgent *agent = user_data;
-	g_autoptr(GBytes) reply = vs_dispatcher_handle(agent->disp, frame, len,
-						       error);
+	g_autoptr(GBytes) reply =
+		vs_dispatcher_handle(agent->disp, frame, len, error);
 	g_autoptr(GError) werr = NULL;
 	gsize n;
 	const guint8 *data = g_bytes_get_data(reply, &n);
@@ -73,7 +73,8 @@ static gboolean parse_options(int *argc, char ***argv, Options *o,
 {
 	GOptionEntry entries[] = {
 		{ "port", 'p', 0, G_OPTION_ARG_STRING, &o->port,
-		  "virtio-serial port name (default " DEFAULT_PORT ")", "NAME" },
+		  "virtio-serial port name (default " DEFAULT_PORT ")",
+		  "NAME" },
 		{ "device", 'd', 0, G_OPTION_ARG_FILENAME, &o->device,
 		  "character device or unix socket to use instead", "PATH" },
 		{ "listen", 'l', 0, G_OPTION_ARG_FILENAME, &o->listen,
@@ -83,13 +84,15 @@ static gboolean parse_options(int *argc, char ***argv, Options *o,
 		{ "block-rpcs", 'b', 0, G_OPTION_ARG_STRING, &o->block_rpcs,
 		  "disable these commands (comma separated)", "LIST" },
 		{ "state-dir", 't', 0, G_OPTION_ARG_FILENAME, &o->state_dir,
-		  "where the allocation is journalled (default "
-		  DEFAULT_STATE_DIR ")", "DIR" },
+		  "where the allocation is journalled "
+		  "(default " DEFAULT_STATE_DIR ")",
+		  "DIR" },
 		{ "backend", 0, 0, G_OPTION_ARG_STRING, &o->backend,
 		  "confinement backend: auto, cgroupfs", "NAME" },
 		{ "cgroup-root", 0, 0, G_OPTION_ARG_FILENAME, &o->cgroup_root,
 		  "manage the tasks of this cgroup instead of the whole "
-		  "hierarchy (tests)", "DIR" },
+		  "hierarchy (tests)",
+		  "DIR" },
 		{ "no-irqs", 0, 0, G_OPTION_ARG_NONE, &o->no_irqs,
 		  "leave IRQ affinities alone", NULL },
 		{ "no-workqueue", 0, 0, G_OPTION_ARG_NONE, &o->no_workqueue,
@@ -97,7 +100,8 @@ static gboolean parse_options(int *argc, char ***argv, Options *o,
 		{ "test-fault", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
 		  &o->test_fault,
 		  "testing: fail set-allocation after STEP "
-		  "(cgroup, knobs, journal)", "STEP" },
+		  "(cgroup, knobs, journal)",
+		  "STEP" },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose,
 		  "debug messages", NULL },
 		{ "version", 'V', 0, G_OPTION_ARG_NONE, &o->version,

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NODE_SYSFS "/sys/devices/system/node"
+#define NODE_SYSFS   "/sys/devices/system/node"
 #define MEMORY_SYSFS "/sys/devices/system/memory"
 
 static gboolean read_set(const char *path, VsCpuSet *set, GError **error)
@@ -61,8 +61,8 @@ static JsonObject *node_json(guint node, GError **error)
 /* Node of the memory block holding @addr, or -1 when none is added. */
 static gint64 memory_block_node(guint64 addr, guint64 block_size)
 {
-	g_autofree char *dir = g_strdup_printf(MEMORY_SYSFS "/memory%" G_GUINT64_FORMAT,
-					       addr / block_size);
+	g_autofree char *dir = g_strdup_printf(
+		MEMORY_SYSFS "/memory%" G_GUINT64_FORMAT, addr / block_size);
 	g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
 	const char *ent;
 
@@ -81,7 +81,8 @@ static gint64 memory_block_node(guint64 addr, guint64 block_size)
 static JsonArray *virtio_mem_json(void)
 {
 	g_autofree char *iomem = vs_read_file("/proc/iomem", NULL);
-	g_autofree char *bs = vs_read_file(MEMORY_SYSFS "/block_size_bytes", NULL);
+	g_autofree char *bs =
+		vs_read_file(MEMORY_SYSFS "/block_size_bytes", NULL);
 	guint64 block_size = bs ? g_ascii_strtoull(bs, NULL, 16) : 0;
 	g_auto(GStrv) lines = iomem ? g_strsplit(iomem, "\n", -1) : NULL;
 	JsonArray *arr = json_array_new();
@@ -89,13 +90,13 @@ static JsonArray *virtio_mem_json(void)
 
 	for (char **l = lines; l && *l; l++) {
 		guint64 start, end;
-		const char *name = strstr(*l, " : ");
+		const char *name = strstr(g_strchug(*l), " : ");
 		char *dash;
 
 		if (!name)
 			continue;
 		name += 3;
-		start = g_ascii_strtoull(g_strchug(*l), &dash, 16);
+		start = g_ascii_strtoull(*l, &dash, 16);
 		end = g_ascii_strtoull(dash + 1, NULL, 16);
 		if (g_str_has_prefix(name, "virtio") &&
 		    g_ascii_isdigit(name[6])) {
@@ -103,18 +104,23 @@ static JsonArray *virtio_mem_json(void)
 			json_object_set_string_member(cur, "device", name);
 			json_object_set_int_member(
 				cur, "node",
-				block_size ? memory_block_node(start, block_size)
-					   : -1);
+				block_size
+					? memory_block_node(start, block_size)
+					: -1);
 			json_object_set_int_member(cur, "region-bytes",
 						   (gint64)(end - start + 1));
 			json_object_set_int_member(cur, "online-bytes", 0);
 			json_array_add_object_element(arr, cur);
-		} else if (cur && strcmp(name, "System RAM (virtio_mem)") == 0) {
-			gint64 have = json_object_get_int_member(cur, "online-bytes");
+		} else if (cur &&
+			   strcmp(name, "System RAM (virtio_mem)") == 0) {
+			gint64 have =
+				json_object_get_int_member(cur, "online-bytes");
 
-			json_object_set_int_member(cur, "online-bytes",
-						   have + (gint64)(end - start + 1));
-			if (json_object_get_int_member(cur, "node") < 0 && block_size)
+			json_object_set_int_member(
+				cur, "online-bytes",
+				have + (gint64)(end - start + 1));
+			if (json_object_get_int_member(cur, "node") < 0 &&
+			    block_size)
 				json_object_set_int_member(
 					cur, "node",
 					memory_block_node(start, block_size));
@@ -159,9 +165,9 @@ JsonObject *vs_sys_topology(GError **error)
 	return g_steal_pointer(&o);
 }
 
-static const char *const stat_fields[] = { "user",    "nice",  "system",
-					   "idle",    "iowait", "irq",
-					   "softirq", "steal", "guest",
+static const char *const stat_fields[] = { "user",     "nice",	 "system",
+					   "idle",     "iowait", "irq",
+					   "softirq",  "steal",	 "guest",
 					   "guestnice" };
 
 JsonArray *vs_sys_cpu_stats(GError **error)
@@ -187,7 +193,8 @@ JsonArray *vs_sys_cpu_stats(GError **error)
 		json_object_set_int_member(o, "cpu", atoi(*l + 3));
 		json_object_set_boolean_member(o, "online", TRUE);
 		for (guint i = 0; i < G_N_ELEMENTS(stat_fields); i++) {
-			const char *v = i + 1 < g_strv_length(w) ? w[i + 1] : "0";
+			const char *v =
+				i + 1 < g_strv_length(w) ? w[i + 1] : "0";
 			gint64 ms = g_ascii_strtoll(v, NULL, 10) * 1000 / hz;
 
 			json_object_set_int_member(o, stat_fields[i], ms);

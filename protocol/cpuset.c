@@ -112,8 +112,8 @@ gboolean vs_cpuset_parse(const char *text, VsCpuSet *set, GError **error)
 	}
 bad:
 	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
-		    "invalid CPU/node list '%s'%s%s", text,
-		    local ? ": " : "", local ? local->message : "");
+		    "invalid CPU/node list '%s'%s%s", text, local ? ": " : "",
+		    local ? local->message : "");
 	vs_cpuset_clear(set);
 	return FALSE;
 }
@@ -170,8 +170,7 @@ char *vs_cpuset_format_mask(const VsCpuSet *set)
 	return g_string_free(s, FALSE);
 }
 
-gboolean vs_cpuset_parse_mask(const char *text, VsCpuSet *set,
-			      GError **error)
+gboolean vs_cpuset_parse_mask(const char *text, VsCpuSet *set, GError **error)
 {
 	g_auto(GStrv) groups = g_strsplit(text, ",", -1);
 	guint n = g_strv_length(groups);

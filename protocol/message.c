@@ -25,8 +25,7 @@ const VsCommandSpec *vs_schema_lookup(const char *name)
 	return NULL;
 }
 
-static const VsArgSpec *arg_lookup(const VsCommandSpec *spec,
-				   const char *name)
+static const VsArgSpec *arg_lookup(const VsCommandSpec *spec, const char *name)
 {
 	for (const VsArgSpec *a = spec->args; a->name; a++)
 		if (strcmp(a->name, name) == 0)
@@ -122,8 +121,8 @@ void vs_request_free(VsRequest *req)
 	g_free(req);
 }
 
-static gboolean request_member(VsRequest *req, const char *name,
-			       JsonNode *node, GError **error)
+static gboolean request_member(VsRequest *req, const char *name, JsonNode *node,
+			       GError **error)
 {
 	if (strcmp(name, "execute") == 0) {
 		if (!JSON_NODE_HOLDS_VALUE(node) ||

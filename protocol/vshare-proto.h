@@ -18,8 +18,8 @@ G_BEGIN_DECLS
 
 #define VS_MAX_FRAME (64 * 1024)
 #define VS_MAX_DEPTH 64
-#define VS_MAX_CPUS 8192
-#define VS_SENTINEL 0xFF
+#define VS_MAX_CPUS  8192
+#define VS_SENTINEL  0xFF
 
 /* ---- errors -------------------------------------------------------- */
 
@@ -27,7 +27,7 @@ G_BEGIN_DECLS
 GQuark vs_error_quark(void);
 
 typedef enum {
-	VS_ERROR_GENERIC,	  /* "GenericError" */
+	VS_ERROR_GENERIC,	    /* "GenericError" */
 	VS_ERROR_COMMAND_NOT_FOUND, /* "CommandNotFound" */
 } VsErrorCode;
 
@@ -42,8 +42,7 @@ typedef struct {
 gboolean vs_cpuset_parse(const char *text, VsCpuSet *set, GError **error);
 char *vs_cpuset_format(const VsCpuSet *set);
 char *vs_cpuset_format_mask(const VsCpuSet *set);
-gboolean vs_cpuset_parse_mask(const char *text, VsCpuSet *set,
-			      GError **error);
+gboolean vs_cpuset_parse_mask(const char *text, VsCpuSet *set, GError **error);
 void vs_cpuset_clear(VsCpuSet *set);
 void vs_cpuset_add(VsCpuSet *set, guint cpu);
 gboolean vs_cpuset_has(const VsCpuSet *set, guint cpu);
@@ -121,15 +120,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsRequest, vs_request_free)
 char *vs_reply_return(JsonNode *ret, JsonNode *id);
 char *vs_reply_error(const GError *error, JsonNode *id);
 /* Request line for a client. @arguments may be NULL; consumed. */
-char *vs_request_build(const char *execute, JsonObject *arguments,
-		       gint64 id);
+char *vs_request_build(const char *execute, JsonObject *arguments, gint64 id);
 
 /* ---- dispatch ------------------------------------------------------ */
 
 /* A handler gets validated arguments; returns the "return" value (a new
  * node; NULL with @error set on failure). */
-typedef JsonNode *(*VsHandler)(JsonObject *args, gpointer ctx,
-			       GError **error);
+typedef JsonNode *(*VsHandler)(JsonObject *args, gpointer ctx, GError **error);
 
 typedef struct VsDispatcher VsDispatcher;
 
@@ -150,8 +147,7 @@ char **vs_dispatcher_unbound(VsDispatcher *d);
  * error. */
 gboolean vs_dispatcher_allow_only(VsDispatcher *d, const char *csv,
 				  GError **error);
-gboolean vs_dispatcher_block(VsDispatcher *d, const char *csv,
-			     GError **error);
+gboolean vs_dispatcher_block(VsDispatcher *d, const char *csv, GError **error);
 gboolean vs_dispatcher_is_enabled(VsDispatcher *d, const char *name);
 
 /* Handle one frame (or a framing error) and return the bytes to send. */
