@@ -23,7 +23,7 @@ AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
 HDRS      := $(wildcard protocol/*.h agent/*.h)
 
 .PHONY: all help check demo bench fuzz format format-check docs clean setup \
-        test-unit test-agent test-vm
+        run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
      build/rel/libvshare-proto.a
@@ -79,13 +79,19 @@ TESTS := build/san/test-protocol tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t
 
-check: all build/fuzz/fuzz-proto build/rel/vshare-agent
+# demo, check and bench first install what is missing (as root), then run
+# in a sub-make that sees the installed pkg-config files.
+check demo bench:
+	tests/setup-host.sh --if-needed
+	$(MAKE) --no-print-directory run-$@
+
+run-check: all build/fuzz/fuzz-proto
 	prove -v -e '' $(TESTS)
 
-demo: build/rel/vshare-agent
+run-demo: build/rel/vshare-agent
 	tests/vm/vm demo
 
-bench: build/rel/vshare-agent
+run-bench: build/rel/vshare-agent
 	tests/bench/bench.py
 
 fuzz: build/fuzz/fuzz-proto

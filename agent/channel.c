@@ -38,6 +38,7 @@ struct VsChannel {
 };
 
 static gboolean channel_try_open(VsChannel *ch);
+static gboolean on_listen(int fd, GIOCondition cond, gpointer user_data);
 
 /* ---- locating the port ----------------------------------------------- */
 
@@ -187,7 +188,9 @@ static void channel_lost(VsChannel *ch)
 
 	ch->reset(FALSE, ch->user_data);
 	if (ch->kind == VS_CHANNEL_UNIX_LISTEN) {
-		channel_close_fd(ch); /* the listening watch accepts the next */
+		channel_close_fd(ch);
+		ch->listen_watch =
+			g_unix_fd_add(ch->listen_fd, G_IO_IN, on_listen, ch);
 		return;
 	}
 	if (ch->sigio_fd >= 0 && ch->fd >= 0 &&
@@ -286,15 +289,16 @@ static gboolean on_listen(int fd, GIOCondition cond, gpointer user_data)
 	int c;
 
 	(void)cond;
-	if (ch->fd >= 0)
-		return G_SOURCE_CONTINUE; /* one client at a time */
 	c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (c < 0)
 		return G_SOURCE_CONTINUE;
 	ch->fd = c;
 	channel_watch_fd(ch);
 	ch->reset(TRUE, ch->user_data);
-	return G_SOURCE_CONTINUE;
+	/* One client at a time: the next waits in the backlog until this
+	 * one leaves (channel_lost watches the socket again). */
+	ch->listen_watch = 0;
+	return G_SOURCE_REMOVE;
 }
 
 static gboolean channel_listen(VsChannel *ch, GError **error)

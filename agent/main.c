@@ -197,6 +197,8 @@ int main(int argc, char **argv)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGIO);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
+	/* A peer that hangs up mid-reply is an EPIPE, not a death. */
+	signal(SIGPIPE, SIG_IGN);
 
 	if (!parse_options(&argc, &argv, &o, &error)) {
 		g_printerr("vshare-agent: %s\n", error->message);

@@ -298,7 +298,7 @@ class Shell:
     def run(self, cmd, timeout=60.0, check=False):
         self.n += 1
         mark = f"__VSHARE_END_{self.n}__"
-        self.ls.send(f"{cmd}\necho; echo {mark} $?\n".encode())
+        self.ls.send(f"{cmd}\n__rc=$?; echo; echo {mark} $__rc\n".encode())
         pat = re.compile(rf"\n{mark} (\d+)\n".encode())
 
         def pred(b):

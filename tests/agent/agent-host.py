@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""The sanitizer build of vshare-agent on this host's real cgroupfs, inside
+a scratch cpuset cgroup (never the host's own processes): it manages only
+the tasks of that cgroup (--cgroup-root) and leaves IRQs and workqueues
+alone. TAP on stdout."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "vm"))
+from vshare_vm import AgentClient, AgentError, Tap  # noqa: E402
+
+AGENT = os.path.join(REPO, "build", "san", "vshare-agent")
+
+
+def find_cpuset():
+    """(version, dir) of a cpuset hierarchy we may create a scratch cgroup in."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, post = line.split(" - ", 1)
+            fstype, _, opts = post.split()[:3]
+            mnt = pre.split()[4]
+            if fstype == "cgroup" and "cpuset" in opts.split(","):
+                return 1, mnt
+    for line in open("/proc/self/mountinfo"):
+        pre, post = line.split(" - ", 1)
+        mnt = pre.split()[4]
+        if post.startswith("cgroup2 "):
+            try:
+                ctl = open(os.path.join(mnt, "cgroup.controllers")).read()
+            except OSError:
+                continue
+            if "cpuset" in ctl.split():
+                return 2, mnt
+    return None, None
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def allowed(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Cpus_allowed_list:"):
+            return line.split()[1]
+    return None
+
+
+class Scratch:
+    def __init__(self, version, mnt):
+        self.dir = os.path.join(mnt, f"vshare-test-{os.getpid()}")
+        os.mkdir(self.dir)
+        if version == 1:
+            write(os.path.join(self.dir, "cpuset.cpus"),
+                  read(os.path.join(mnt, "cpuset.cpus")))
+            write(os.path.join(self.dir, "cpuset.mems"),
+                  read(os.path.join(mnt, "cpuset.mems")))
+        else:
+            write(os.path.join(self.dir, "cgroup.subtree_control"), "+cpuset")
+        self.procs = []
+
+    def spawn(self, n):
+        for _ in range(n):
+            p = subprocess.Popen(["sleep", "1000"])
+            write(os.path.join(self.dir, "cgroup.procs"), str(p.pid))
+            self.procs.append(p)
+
+    def destroy(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        sub = os.path.join(self.dir, "vshare")
+        for d in (sub, self.dir):
+            for _ in range(50):
+                try:
+                    if os.path.isdir(d):
+                        os.rmdir(d)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+class Agent:
+    def __init__(self, scratch, state, *extra):
+        self.sock = os.path.join(state, "agent.sock")
+        self.log = open(os.path.join(state, "agent.log"), "ab")
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:exitcode=66")
+        self.proc = subprocess.Popen(
+            [AGENT, "--listen", self.sock, "--cgroup-root", scratch.dir,
+             "--no-irqs", "--no-workqueue", "--state-dir", state, *extra],
+            stdout=self.log, stderr=self.log, env=env)
+        self.client = AgentClient(self.sock)
+        self.client.connect(timeout=20)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.client.ls.close()
+        self.proc.send_signal(sig)
+        return self.proc.wait(20)
+
+
+def main():
+    t = Tap()
+    if os.geteuid() != 0:
+        t.skip_all("needs root for cgroupfs")
+    version, mnt = find_cpuset()
+    if not version:
+        t.skip_all("no cpuset controller mounted")
+    ncpu = os.cpu_count()
+    state = tempfile.mkdtemp(prefix="vshare-agent-test-")
+    sc = Scratch(version, mnt)
+    try:
+        run(t, sc, state, version, ncpu)
+    except Exception as e:
+        t.ok(False, "test ran to the end", repr(e))
+    finally:
+        sc.destroy()
+        t.diag(open(os.path.join(state, "agent.log")).read()[-3000:])
+    t.done()
+
+
+def run(t, sc, state, version, ncpu):
+    sc.spawn(20)
+    a = Agent(sc, state)
+    cl = a.client
+    sub = os.path.join(sc.dir, "vshare")
+    t.eq(len(read(os.path.join(sub, "cgroup.procs")).split()), 20,
+         f"cgroup v{version}: the 20 scratch tasks moved into vshare/")
+    t.eq(read(os.path.join(sc.dir, "cgroup.procs")), "",
+         "none left in the scratch root")
+    last = str(ncpu - 1)
+    rep = cl.call("vshare-set-allocation", cpus=last)
+    t.eq(rep["cpus"], last, "set-allocation replies with the set")
+    t.ok(all(allowed(p.pid) == last for p in sc.procs),
+         "every task's Cpus_allowed_list follows one cpuset write")
+    t.eq(os.getpid() in [int(x) for x in
+                         read(os.path.join(sub, "cgroup.procs")).split()],
+         False, "the host's own processes were not touched")
+    # a task born outside (a kernel-spawned helper) is swept in on request
+    sc.spawn(1)
+    rep = cl.call("vshare-set-allocation", cpus=last)
+    t.eq(rep["moved-tasks"], 1, "stray task swept in at the next request")
+    t.eq(allowed(sc.procs[-1].pid), last, "and confined")
+    for args in (dict(cpus=str(ncpu + 3)), dict(cpus="0", mems="7"),
+                 dict(cpus="0-"), dict(cpus="")):
+        try:
+            cl.call("vshare-set-allocation", **args)
+            t.ok(False, f"refused: {args}")
+        except AgentError as e:
+            t.ok(e.cls == "GenericError", f"refused: {args}: {e.desc}")
+    t.eq(read(os.path.join(sub, "cpuset.cpus")), last,
+         "refusals changed nothing")
+    # Journal: a restart keeps the allocation.
+    t.eq(a.stop(), 0, "SIGTERM: clean exit, no leaks (ASan)")
+    a = Agent(sc, state)
+    t.eq(a.client.call("vshare-get-allocation")["cpus"], last,
+         "restarted agent reports the journalled allocation")
+    a.stop()
+    # Rollback: fail after the cgroup step.
+    a = Agent(sc, state, "--test-fault=cgroup")
+    try:
+        a.client.call("vshare-set-allocation", cpus=f"0-{ncpu - 1}")
+        t.ok(False, "injected fault reported")
+    except AgentError as e:
+        t.ok("injected" in e.desc, "injected fault reported")
+    t.eq(read(os.path.join(sub, "cpuset.cpus")), last,
+         "cgroup rolled back after the fault")
+    a.stop()
+    # --block-rpcs / --allow-rpcs
+    a = Agent(sc, state, "--block-rpcs=vshare-set-allocation")
+    try:
+        a.client.call("vshare-set-allocation", cpus="0")
+        t.ok(False, "blocked command refused")
+    except AgentError as e:
+        t.eq(e.cls, "CommandNotFound", "blocked command refused")
+    a.stop()
+    a = Agent(sc, state, "--allow-rpcs=guest-sync-delimited,guest-info")
+    en = {c["name"]: c["enabled"] for c in
+          a.client.call("guest-info")["supported_commands"]}
+    t.ok(en["guest-info"] and not en["guest-ping"], "allow-rpcs applied")
+    a.stop()
+    bad = subprocess.run([AGENT, "--block-rpcs=nope", "--listen", "/x"],
+                         capture_output=True, text=True)
+    t.ok(bad.returncode != 0 and "nope" in bad.stderr,
+         "unknown name in --block-rpcs is an error", bad.stderr)
+    # Give everything back, then exit.
+    a = Agent(sc, state)
+    a.client.call("vshare-set-allocation", cpus=f"0-{ncpu - 1}")
+    t.ok(all(allowed(p.pid) == f"0-{ncpu - 1}" for p in sc.procs),
+         "give-back restores every task")
+    t.ok(not os.path.exists(os.path.join(state, "allocation.json")),
+         "journal cleared when everything is given back")
+    # Garbage, half frames and a dead peer do not kill it.
+    a.client.ls.send(b'\x00\x01garbage{"execute":')
+    a.client.ls.close()
+    time.sleep(0.3)
+    a.client.connect()
+    t.eq(a.client.call("guest-ping"), {}, "alive after garbage + hang-up")
+    t.eq(a.stop(), 0, "clean exit")
+
+
+if __name__ == "__main__":
+    main()
