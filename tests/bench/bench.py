@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""make bench: vshare-agent against Debian's qemu-ga in one TCG guest run.
+
+Prints `BENCH <name> <value> <unit>` lines. Latencies are measured on the
+host from request sent to reply received, median of --repeat runs. Under
+TCG absolute figures mean little: compare only within one run (the ratios).
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "vm"))
+from vshare_vm import Guest, Shape  # noqa: E402
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    fn()
+    return (time.monotonic() - t0) * 1000.0
+
+
+def bench(name, value, unit):
+    print(f"BENCH {name} {value} {unit}", flush=True)
+
+
+def status_field(g, pid, field):
+    return int(g.shell.out(
+        f"sed -n 's/^{field}:[^0-9]*\\([0-9]*\\).*/\\1/p' /proc/{pid}/status"))
+
+
+def ctxt(g, pid):
+    return status_field(g, pid, "voluntary_ctxt_switches") + \
+        status_field(g, pid, "nonvoluntary_ctxt_switches")
+
+
+def set_tasks(g, n):
+    """Exactly @n sleeping helper processes in the guest."""
+    g.shell.out("killall sleep 2>/dev/null; sleep 0.5; true", timeout=300)
+    g.shell.out(f"i=0; while [ $i -lt {n} ]; do sleep 100000 & "
+                "i=$((i+1)); done", timeout=1200)
+    return int(g.shell.out("ls -d /proc/[0-9]* | wc -l"))
+
+
+def vcpus(ids, online):
+    return [{"logical-id": i, "online": online} for i in ids]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--tasks", default="100,1000,5000")
+    ap.add_argument("--kernel")
+    a = ap.parse_args()
+    g = Guest(Shape(2, 2, mem_mb=1024), cgroup="v2", kernel=a.kernel,
+              qga=True)
+    with g:
+        print(f"# guest up in {g.boot_seconds:.1f} s ({g.shape}, cgroup v2, "
+              f"TCG)", flush=True)
+        ag, qga = g.agent, g.qga_client
+        take = dict(cpus="0-1")  # 2 of 4 vCPUs, memory nodes unchanged
+        give = dict(cpus="0-3")
+
+        # Idle: RSS and wake-ups (connected, no requests) for 10 s.
+        apid = g.shell.out("pidof vshare-agent")
+        qpid = g.shell.out("pidof qemu-ga")
+        c0 = ctxt(g, apid)
+        time.sleep(10)
+        c1 = ctxt(g, apid)
+        bench("agent_idle_wakeups", c1 - c0, "switches/10s")
+
+        results = {}
+        for n in [int(x) for x in a.tasks.split(",")]:
+            total = set_tasks(g, n)
+            tk, gb = [], []
+            for _ in range(a.repeat):
+                tk.append(timed(lambda: ag.call("vshare-set-allocation",
+                                                **take)))
+                gb.append(timed(lambda: ag.call("vshare-set-allocation",
+                                                **give)))
+            results[n] = (statistics.median(tk), statistics.median(gb))
+            bench(f"takeaway_ms_{n}_tasks", f"{results[n][0]:.1f}", "ms")
+            bench(f"giveback_ms_{n}_tasks", f"{results[n][1]:.1f}", "ms")
+            print(f"# {total} tasks in the guest; take-away runs "
+                  f"{[round(x, 1) for x in tk]}, give-back "
+                  f"{[round(x, 1) for x in gb]}", flush=True)
+            if n != 1000:
+                continue
+            off, on = [], []
+            for _ in range(a.repeat):
+                off.append(timed(lambda: qga.call(
+                    "guest-set-vcpus", vcpus=vcpus([2, 3], False))))
+                on.append(timed(lambda: qga.call(
+                    "guest-set-vcpus", vcpus=vcpus([2, 3], True))))
+            qoff, qon = statistics.median(off), statistics.median(on)
+            bench("qga_offline_ms_1000_tasks", f"{qoff:.1f}", "ms")
+            bench("qga_online_ms_1000_tasks", f"{qon:.1f}", "ms")
+            print(f"# qemu-ga offline runs {[round(x, 1) for x in off]}, "
+                  f"online {[round(x, 1) for x in on]}", flush=True)
+            bench("takeaway_vs_qga_offline_ratio",
+                  f"{results[n][0] / qoff:.3f}", "ratio")
+            bench("giveback_vs_qga_online_ratio",
+                  f"{results[n][1] / qon:.3f}", "ratio")
+        bench("agent_rss_kib", status_field(g, apid, "VmRSS"), "KiB")
+        bench("qga_rss_kib", status_field(g, qpid, "VmRSS"), "KiB")
+
+
+if __name__ == "__main__":
+    main()
