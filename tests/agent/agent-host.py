@@ -4,6 +4,7 @@ a scratch cpuset cgroup (never the host's own processes): it manages only
 the tasks of that cgroup (--cgroup-root) and leaves IRQs and workqueues
 alone. TAP on stdout."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,16 +93,17 @@ class Scratch:
 
 
 class Agent:
-    def __init__(self, scratch, state, *extra):
+    def __init__(self, scratch, state, *extra, wrapper=(), agent=AGENT):
         self.sock = os.path.join(state, "agent.sock")
         self.log = open(os.path.join(state, "agent.log"), "ab")
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:exitcode=66")
         self.proc = subprocess.Popen(
-            [AGENT, "--listen", self.sock, "--cgroup-root", scratch.dir,
+            [*wrapper, agent, "--listen", self.sock,
+             "--cgroup-root", scratch.dir,
              "--no-irqs", "--no-workqueue", "--state-dir", state, *extra],
             stdout=self.log, stderr=self.log, env=env)
         self.client = AgentClient(self.sock)
-        self.client.connect(timeout=20)
+        self.client.connect(timeout=60)
 
     def stop(self, sig=signal.SIGTERM):
         self.client.ls.close()
@@ -207,6 +209,20 @@ def run(t, sc, state, version, ncpu):
     a.client.connect()
     t.eq(a.client.call("guest-ping"), {}, "alive after garbage + hang-up")
     t.eq(a.stop(), 0, "clean exit")
+    # The release build under valgrind: no errors, no definite leaks.
+    if not shutil.which("valgrind"):
+        t.ok(False, "valgrind installed")
+        return
+    a = Agent(sc, state, wrapper=(
+        "valgrind", "--error-exitcode=99", "--leak-check=full",
+        "--errors-for-leak-kinds=definite", "-q"),
+        agent=os.path.join(REPO, "build", "rel", "vshare-agent"))
+    a.client.call("vshare-get-topology")
+    a.client.call("vshare-set-allocation", cpus=last)
+    a.client.call("vshare-get-cpu-stats")
+    a.client.call_raw(b'{"execute":"nope"}\n')
+    a.client.call("vshare-set-allocation", cpus=f"0-{ncpu - 1}")
+    t.eq(a.stop(), 0, "valgrind: no errors, no definite leaks")
 
 
 if __name__ == "__main__":
