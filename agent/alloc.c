@@ -276,25 +276,39 @@ static void cgroup_undo(VsAlloc *a, const VsCpuSet *cpus, const VsCpuSet *mems)
 		g_warning("rollback of the cgroup: %s", error->message);
 }
 
+/* What one change did, for the reply. */
+typedef struct {
+	VsSweepStats sweep;
+	guint irqs_set, irqs_refused;
+	gboolean wq;
+	gint64 t[4]; /* end of: prepare, cgroup, knobs, journal */
+} Outcome;
+
 static JsonObject *report(const VsCpuSet *cpus, const VsCpuSet *mems, gint64 t0,
-			  const VsSweepStats *st, guint irqs_set,
-			  guint irqs_refused, gboolean wq)
+			  const Outcome *out)
 {
+	static const char *const steps[] = { "prepare", "cgroup", "knobs",
+					     "journal" };
 	JsonObject *o = json_object_new();
+	JsonObject *st = json_object_new();
 	g_autofree char *c = vs_cpuset_format(cpus);
 	g_autofree char *m = vs_cpuset_format(mems);
 
+	for (gsize i = 0; i < G_N_ELEMENTS(steps); i++)
+		json_object_set_int_member(
+			st, steps[i], out->t[i] - (i ? out->t[i - 1] : t0));
 	json_object_set_string_member(o, "cpus", c);
 	json_object_set_string_member(o, "mems", m);
-	json_object_set_int_member(o, "elapsed-us",
-				   g_get_monotonic_time() - t0);
-	json_object_set_int_member(o, "moved-tasks", st->moved);
+	json_object_set_int_member(o, "elapsed-us", out->t[3] - t0);
+	json_object_set_object_member(o, "steps-us", st);
+	json_object_set_int_member(o, "moved-tasks", out->sweep.moved);
 	json_object_set_int_member(o, "unmovable-kthreads",
-				   st->unmovable_kthreads);
-	json_object_set_int_member(o, "unmovable-other", st->unmovable_other);
-	json_object_set_int_member(o, "irqs-set", irqs_set);
-	json_object_set_int_member(o, "irqs-refused", irqs_refused);
-	json_object_set_boolean_member(o, "workqueue", wq);
+				   out->sweep.unmovable_kthreads);
+	json_object_set_int_member(o, "unmovable-other",
+				   out->sweep.unmovable_other);
+	json_object_set_int_member(o, "irqs-set", out->irqs_set);
+	json_object_set_int_member(o, "irqs-refused", out->irqs_refused);
+	json_object_set_boolean_member(o, "workqueue", out->wq);
 	return o;
 }
 
@@ -302,12 +316,11 @@ static JsonObject *alloc_apply(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
 			       GError **error)
 {
 	gint64 t0 = g_get_monotonic_time();
-	VsSweepStats st = { 0 };
+	Outcome out = { 0 };
 	VsCpuSet pc, pm;
-	guint irqs_set = 0, irqs_refused = 0;
-	gboolean wq = FALSE, full = is_full(cpus, mems);
+	gboolean full = is_full(cpus, mems);
 
-	if (!a->cg->ops->sweep(a->cg, &st, error) ||
+	if (!a->cg->ops->sweep(a->cg, &out.sweep, error) ||
 	    !a->cg->ops->get(a->cg, &pc, &pm, error))
 		return NULL;
 	/* Intent: the originals are on disk before anything changes. */
@@ -318,12 +331,16 @@ static JsonObject *alloc_apply(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
 			return NULL;
 		}
 	}
+	out.t[0] = g_get_monotonic_time();
 	if (!a->cg->ops->set(a->cg, cpus, mems, error) ||
 	    fault(a, "cgroup", error))
 		goto undo_cgroup;
-	if (!knobs_apply(a, cpus, &irqs_set, &irqs_refused, &wq, error) ||
+	out.t[1] = g_get_monotonic_time();
+	if (!knobs_apply(a, cpus, &out.irqs_set, &out.irqs_refused, &out.wq,
+			 error) ||
 	    fault(a, "knobs", error))
 		goto undo_knobs;
+	out.t[2] = g_get_monotonic_time();
 	if (full) {
 		g_ptr_array_set_size(a->knobs, 0);
 		if (unlink(a->state_path) < 0 && errno != ENOENT) {
@@ -336,7 +353,8 @@ static JsonObject *alloc_apply(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
 		   fault(a, "journal", error)) {
 		goto undo_knobs;
 	}
-	return report(cpus, mems, t0, &st, irqs_set, irqs_refused, wq);
+	out.t[3] = g_get_monotonic_time();
+	return report(cpus, mems, t0, &out);
 
 undo_knobs:
 	knobs_undo(a);

@@ -73,10 +73,10 @@ def main():
         results = {}
         for n in [int(x) for x in a.tasks.split(",")]:
             total = set_tasks(g, n)
-            tk, gb = [], []
+            tk, gb, steps = [], [], []
             for _ in range(a.repeat):
-                tk.append(timed(lambda: ag.call("vshare-set-allocation",
-                                                **take)))
+                tk.append(timed(lambda: steps.append(ag.call(
+                    "vshare-set-allocation", **take)["steps-us"])))
                 gb.append(timed(lambda: ag.call("vshare-set-allocation",
                                                 **give)))
             results[n] = (statistics.median(tk), statistics.median(gb))
@@ -85,6 +85,9 @@ def main():
             print(f"# {total} tasks in the guest; take-away runs "
                   f"{[round(x, 1) for x in tk]}, give-back "
                   f"{[round(x, 1) for x in gb]}", flush=True)
+            print("# take-away inside the agent (median us): " + ", ".join(
+                f"{k} {statistics.median(x[k] for x in steps):.0f}"
+                for k in steps[0]), flush=True)
             if n != 1000:
                 continue
             off, on = [], []
