@@ -9,6 +9,8 @@
 #include <glib-unix.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #define VSHARE_AGENT_VERSION "0.1.0"
 #define DEFAULT_PORT	     "org.vshare.agent.0"
@@ -59,11 +61,17 @@ static void on_reset(gboolean connected, gpointer user_data)
 	vs_framer_reset(agent->framer);
 }
 
-static gboolean on_quit(gpointer user_data)
+/* SIGTERM/SIGINT through a signalfd: g_unix_signal_add() would start
+ * glib's worker thread, and this daemon needs no thread. */
+static gboolean on_quit(int fd, GIOCondition cond, gpointer user_data)
 {
 	VsAgent *agent = user_data;
+	struct signalfd_siginfo si;
 
-	g_message("exiting on signal");
+	(void)cond;
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return G_SOURCE_CONTINUE;
+	g_message("exiting on signal %u", si.ssi_signo);
 	g_main_loop_quit(agent->loop);
 	return G_SOURCE_REMOVE;
 }
@@ -191,12 +199,16 @@ int main(int argc, char **argv)
 	g_autoptr(GError) error = NULL;
 	sigset_t mask;
 	int rc = EXIT_SUCCESS;
+	int quit_fd = -1;
 
-	/* SIGIO is read through a signalfd: block it before anything else
-	 * (glib included) can start a thread. */
+	/* SIGIO, SIGTERM and SIGINT are read through signalfds: block them
+	 * before anything else (glib included) can start a thread. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGIO);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigdelset(&mask, SIGIO);
 	/* A peer that hangs up mid-reply is an EPIPE, not a death. */
 	signal(SIGPIPE, SIG_IGN);
 
@@ -217,13 +229,16 @@ int main(int argc, char **argv)
 		g_printerr("vshare-agent: %s\n", error->message);
 		rc = EXIT_FAILURE;
 	} else {
+		quit_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 		agent.loop = g_main_loop_new(NULL, FALSE);
-		g_unix_signal_add(SIGTERM, on_quit, &agent);
-		g_unix_signal_add(SIGINT, on_quit, &agent);
+		if (quit_fd >= 0)
+			g_unix_fd_add(quit_fd, G_IO_IN, on_quit, &agent);
 		g_message("vshare-agent %s ready", VSHARE_AGENT_VERSION);
 		g_main_loop_run(agent.loop);
 	}
 	agent_cleanup(&agent);
 	options_clear(&o);
+	if (quit_fd >= 0)
+		close(quit_fd);
 	return rc;
 }
