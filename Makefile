@@ -10,7 +10,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes -Wno-unused-parameter
-CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent
+CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim
 BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS)
 REL      := -O2 -g
 SAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -20,13 +20,16 @@ PROTO_SRC := protocol/cpuset.c protocol/framer.c protocol/message.c \
              protocol/dispatch.c protocol/util.c build/gen/vs-schema.c
 AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
              agent/cgroup-fs.c agent/sysinfo.c agent/alloc.c
-HDRS      := $(wildcard protocol/*.h agent/*.h)
+SHIM_SRC  := host-shim/main.c host-shim/conn.c host-shim/registry.c \
+             host-shim/vm.c host-shim/throttle.c host-shim/ledger.c \
+             host-shim/change.c host-shim/status.c host-shim/hostinfo.c
+HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*.h)
 
 .PHONY: all help check demo bench fuzz format format-check docs clean setup \
         run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
-     build/rel/libvshare-proto.a
+     build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl
 
 help:
 	@echo "make setup   install the Debian packages (root)"
@@ -62,6 +65,12 @@ build/rel/vshare-agent: $(AGENT_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel
 	$(CC) $(REL) -o $@ $^ $(PKG_LIBS)
 
 build/san/vshare-agent: $(AGENT_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+
+build/rel/vsharectl: $(SHIM_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
+	$(CC) $(REL) -o $@ $^ $(PKG_LIBS)
+
+build/san/vsharectl: $(SHIM_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/san/test-protocol: build/san/tests/unit/test-protocol.o $(PROTO_SRC:%.c=build/san/%.o)
@@ -100,10 +109,10 @@ fuzz: build/fuzz/fuzz-proto
 	  -max_len=70000 build/fuzz/corpus tests/fuzz/seeds
 
 format:
-	clang-format -i $(wildcard protocol/*.[ch] agent/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format -i $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*.[ch] tests/unit/*.c tests/fuzz/*.c)
 
 format-check:
-	clang-format --dry-run -Werror $(wildcard protocol/*.[ch] agent/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format --dry-run -Werror $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*.[ch] tests/unit/*.c tests/fuzz/*.c)
 
 clean:
 	rm -rf build

@@ -381,7 +381,7 @@ class Shape:
 class Guest:
     def __init__(self, shape=None, cgroup="v2", kernel=None, agent=None,
                  workdir=None, qga=False, agent_args=(), start_agent=True,
-                 extra_append=""):
+                 extra_append="", connect_agent=True, hotplug_cpus=0):
         self.shape = shape or Shape()
         self.cgroup = cgroup
         self.kernel = kernel or os.environ.get("VSHARE_KERNEL") or \
@@ -393,6 +393,11 @@ class Guest:
         self.agent_args = list(agent_args)
         self.start_agent = start_agent
         self.extra_append = extra_append
+        # False: leave agent.sock to another client (vsharectl); the
+        # harness then only waits for the agent through the shell.
+        self.connect_agent = connect_agent
+        # vCPUs left out at boot (the highest ones), for device_add.
+        self.hotplug_cpus = hotplug_cpus
         self.proc = None
         self.qmp = self.agent = self.shell = self.qga_client = None
         self.boot_seconds = None
@@ -406,11 +411,16 @@ class Guest:
         maxmem = total + s.nodes * s.vmem_max_mb
         argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi",
                 "-cpu", "max", "-m", f"{total}M,slots=2,maxmem={maxmem}M",
-                "-smp", f"{s.cpus},sockets={s.nodes},cores={s.cpus_per_node},"
+                "-smp", f"{s.cpus - self.hotplug_cpus},maxcpus={s.cpus},"
+                        f"sockets={s.nodes},cores={s.cpus_per_node},"
                         "threads=1",
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
                 "-serial", f"file:{self.path('console.log')}",
                 "-qmp", f"unix:{self.path('qmp.sock')},server=on,wait=off",
+                # a second monitor for vsharectl (a QMP socket takes one
+                # client at a time)
+                "-qmp", f"unix:{self.path('qmp-shim.sock')},server=on,"
+                        "wait=off",
                 "-device", "virtio-serial-pci,id=vser0"]
         for n in range(s.nodes):
             first = n * s.cpus_per_node
@@ -459,9 +469,11 @@ class Guest:
             self.qmp = QMP(self.path("qmp.sock"))
             self.shell = Shell(self.path("shell.sock"))
             self.shell.connect(timeout)
-            if self.start_agent:
+            if self.start_agent and self.connect_agent:
                 self.agent = AgentClient(self.path("agent.sock"))
                 self.agent.connect(timeout)
+            elif self.start_agent:
+                self.wait_agent(timeout)
             if self.qga:
                 self.qga_client = AgentClient(self.path("qga.sock"))
                 self.qga_client.connect(timeout)
@@ -470,6 +482,19 @@ class Guest:
             raise
         self.boot_seconds = time.monotonic() - t0
         return self
+
+    def wait_agent(self, timeout=60.0):
+        """Wait until the agent has opened its port (seen from the
+        shell), without connecting to agent.sock."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rc, _ = self.shell.run("pidof vshare-agent >/dev/null && "
+                                   "ls -l /proc/$(pidof vshare-agent)/fd"
+                                   " | grep -q vport")
+            if rc == 0:
+                return
+            time.sleep(0.2)
+        raise VMError("vshare-agent did not open its port")
 
     def console(self):
         try:
