@@ -6,8 +6,8 @@
  * already taken, in reverse.
  *
  *   1. STATE/journal.json  <- {op, before, after, steps}   (intent)
- *   2. steps, in order (a lend: giver CPUs, giver memory, receiver memory,
- *      receiver CPUs)
+ *   2. steps, in order (a lend: giver memory, giver CPUs, receiver CPUs,
+ *      receiver memory: a guest needs its CPUs to give or take memory)
  *   3. STATE/ledger.json   <- after                        (commit)
  *   4. unlink journal
  *
@@ -63,7 +63,7 @@ gboolean vs_ctx_init(VsCtx *ctx, const VsOpts *o, gboolean lock, GError **error)
 	if (!vs_host_load(o, &ctx->host, error))
 		return FALSE;
 	if (lock) {
-		ctx->lock_fd = vs_state_lock(o, 10000, error);
+		ctx->lock_fd = vs_state_lock(o, o->lock_wait_ms, error);
 		if (ctx->lock_fd < 0)
 			return FALSE;
 	}
@@ -76,6 +76,7 @@ void vs_ctx_clear(VsCtx *ctx)
 	if (ctx->lock_fd >= 0)
 		close(ctx->lock_fd);
 	g_clear_pointer(&ctx->ledger, vs_ledger_free);
+	g_clear_pointer(&ctx->imported, vs_ledger_free);
 	g_clear_pointer(&ctx->vms, g_hash_table_destroy);
 	if (ctx->log)
 		g_string_free(ctx->log, TRUE);
@@ -132,8 +133,11 @@ static gboolean agent_set(VsCtx *ctx, VsVm *vm, const VsCpuSet *vcpus,
 		return FALSE;
 	json_object_set_string_member(args, "cpus", c);
 	json_object_set_string_member(args, "mems", m);
+	/* --timeout decides whether the agent is alive (the sync above);
+	 * the change itself may migrate memory, slow under TCG. */
 	r = vs_agent_call(a, "vshare-set-allocation", json_object_ref(args),
-			  ctx->o->agent_timeout_ms, error);
+			  MAX(ctx->o->agent_timeout_ms, VS_AGENT_CHANGE_MS),
+			  error);
 	if (!r)
 		return FALSE;
 	g_string_append_printf(ctx->log,
@@ -245,7 +249,7 @@ static gboolean apply_mem(VsCtx *ctx, const char *name, VsLedgerVm *want,
 			continue;
 		shrink = want->mem[n] < d->size;
 		if (shrink && !strcmp(want->mode, "coop") &&
-		    vs_cpuset_has(&nodes, n)) {
+		    vs_cpuset_count(&vcpus)) {
 			VsCpuSet fewer = nodes;
 			g_autoptr(GError) local = NULL;
 
@@ -433,6 +437,19 @@ gboolean vs_change(VsCtx *ctx, const char *op, VsLedger *after,
 	g_autoptr(VsLedger) before = vs_ledger_copy(ctx->ledger);
 	g_autoptr(GError) local = NULL;
 
+	/* VMs this change brings under management: undo restores them as
+	 * they were (every pCPU, their memory). */
+	for (guint i = 0; ctx->imported && i < ctx->imported->vms->len; i++) {
+		VsLedgerVm *v = g_ptr_array_index(ctx->imported->vms, i);
+		VsLedgerVm *n;
+
+		if (vs_ledger_find(before, v->name))
+			continue;
+		n = vs_ledger_add_vm(before, v->name);
+		n->unmanaged = TRUE;
+		n->pcpus = v->pcpus;
+		memcpy(n->mem, v->mem, sizeof(n->mem));
+	}
 	after->generation = before->generation + 1;
 	if (!vs_ledger_validate(after, &ctx->host, error))
 		return FALSE;

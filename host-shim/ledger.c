@@ -78,6 +78,7 @@ VsLedger *vs_ledger_copy(const VsLedger *l)
 		g_free(n->mode);
 		n->mode = g_strdup(v->mode);
 		n->pcpus = v->pcpus;
+		n->unmanaged = v->unmanaged;
 		memcpy(n->mem, v->mem, sizeof(n->mem));
 	}
 	return c;
@@ -88,7 +89,7 @@ const char *vs_ledger_owner(VsLedger *l, guint cpu)
 	for (guint i = 0; i < l->vms->len; i++) {
 		VsLedgerVm *v = g_ptr_array_index(l->vms, i);
 
-		if (vs_cpuset_has(&v->pcpus, cpu))
+		if (!v->unmanaged && vs_cpuset_has(&v->pcpus, cpu))
 			return v->name;
 	}
 	return NULL;
@@ -106,7 +107,11 @@ gboolean vs_ledger_validate(VsLedger *l, const VsHost *host, GError **error)
 	for (guint i = 0; i < l->vms->len; i++) {
 		VsLedgerVm *v = g_ptr_array_index(l->vms, i);
 		VsCpuSet both;
-		int bad = vs_cpuset_first_outside(&v->pcpus, &all);
+		int bad;
+
+		if (v->unmanaged)
+			continue;
+		bad = vs_cpuset_first_outside(&v->pcpus, &all);
 
 		if (bad >= 0)
 			return g_set_error(error, VSC_ERROR, VS_EXIT_REFUSED,
@@ -169,6 +174,10 @@ JsonNode *vs_ledger_to_json(const VsLedger *l)
 		json_builder_add_string_value(b, cpus);
 		json_builder_set_member_name(b, "mode");
 		json_builder_add_string_value(b, v->mode);
+		if (v->unmanaged) {
+			json_builder_set_member_name(b, "unmanaged");
+			json_builder_add_boolean_value(b, TRUE);
+		}
 		json_builder_set_member_name(b, "vmem-bytes");
 		json_builder_begin_array(b);
 		for (guint n = 0; n < VS_MAX_NODES; n++) {
@@ -217,7 +226,8 @@ static gboolean vm_from_json(VsLedger *l, JsonNode *n, GError **error)
 	    vs_ledger_find(l, json_node_get_string(name)))
 		return corrupt(error, "a VM name is invalid or repeated");
 	v = vs_ledger_add_vm(l, json_node_get_string(name));
-	if (!vs_cpuset_parse(json_node_get_string(pcpus), &v->pcpus, NULL))
+	if (*json_node_get_string(pcpus) && /* "": parked */
+	    !vs_cpuset_parse(json_node_get_string(pcpus), &v->pcpus, NULL))
 		return corrupt(error, "a VM's pcpus is not a CPU list");
 	if (strcmp(json_node_get_string(mode), "coop") &&
 	    strcmp(json_node_get_string(mode), "enforce"))
@@ -225,6 +235,8 @@ static gboolean vm_from_json(VsLedger *l, JsonNode *n, GError **error)
 			       "a VM's mode is neither coop nor enforce");
 	g_free(v->mode);
 	v->mode = g_strdup(json_node_get_string(mode));
+	v->unmanaged = json_object_has_member(o, "unmanaged") &&
+		       json_object_get_boolean_member(o, "unmanaged");
 	a = json_node_get_array(mem);
 	if (json_array_get_length(a) > VS_MAX_NODES)
 		return corrupt(error, "too many nodes in vmem-bytes");

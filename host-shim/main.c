@@ -38,7 +38,7 @@ void vs_print_json(JsonNode *node)
 /* ---- options shared by every subcommand ------------------------------- */
 
 static char *opt_conf, *opt_state, *opt_qmp, *opt_agent;
-static double opt_timeout = 3.0, opt_mem_timeout = 30.0;
+static double opt_timeout = 3.0, opt_mem_timeout = 30.0, opt_wait = 10.0;
 static gboolean opt_json;
 
 static GOptionEntry common_entries[] = {
@@ -54,6 +54,8 @@ static GOptionEntry common_entries[] = {
 	  "vshare-agent socket of that VM", "SOCK" },
 	{ "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout,
 	  "seconds to wait for the guest agent (default 3)", "S" },
+	{ "wait", 0, 0, G_OPTION_ARG_DOUBLE, &opt_wait,
+	  "seconds to wait for another vsharectl's lock (default 10)", "S" },
 	{ "mem-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_mem_timeout,
 	  "seconds to wait for virtio-mem to reach a size (default 30)", "S" },
 	{ NULL }
@@ -92,6 +94,7 @@ gboolean vs_parse_common(VsOpts *o, int *argc, char ***argv, const char *usage,
 	o->inline_agent = g_strdup(opt_agent);
 	o->agent_timeout_ms = (int)(opt_timeout * 1000);
 	o->mem_timeout_ms = (int)(opt_mem_timeout * 1000);
+	o->lock_wait_ms = (int)(opt_wait * 1000);
 	if (o->agent_timeout_ms <= 0 || o->mem_timeout_ms <= 0) {
 		g_set_error(error, VSC_ERROR, VS_EXIT_USAGE,
 			    "timeouts must be positive");
@@ -171,6 +174,18 @@ static VsLedgerVm *manage(VsCtx *ctx, VsLedger *l, const char *name,
 
 		if (d->node >= 0 && d->node < VS_MAX_NODES)
 			v->mem[d->node] += d->requested;
+	}
+	/* Remember it as it was, for undo. */
+	if (!ctx->imported)
+		ctx->imported = vs_ledger_new(&ctx->host);
+	{
+		VsLedgerVm *was = vs_ledger_add_vm(ctx->imported, name);
+
+		was->unmanaged = TRUE;
+		memcpy(was->mem, v->mem, sizeof(was->mem));
+		for (guint i = 0; i < ctx->host.pcpus->len; i++)
+			vs_cpuset_add(&was->pcpus,
+				      g_array_index(ctx->host.pcpus, guint, i));
 	}
 	return v;
 }
@@ -434,14 +449,18 @@ static int cmd_lend(VsOpts *o, int argc, char **argv)
 		g_free(b->mode);
 		b->mode = g_strdup(mode);
 	}
-	steps[n++] = (VsStep){ from, VS_STEP_CPUS };
+	/* Giver first, receiver second. A guest needs CPUs to give or take
+	 * memory: the giver shrinks before it loses pCPUs (it may be left
+	 * parked), the receiver grows after it got them. */
 	if (mem) {
 		a->mem[node] -= bytes;
 		b->mem[node] += bytes;
 		steps[n++] = (VsStep){ from, VS_STEP_MEM };
-		steps[n++] = (VsStep){ to, VS_STEP_MEM };
 	}
+	steps[n++] = (VsStep){ from, VS_STEP_CPUS };
 	steps[n++] = (VsStep){ to, VS_STEP_CPUS };
+	if (mem)
+		steps[n++] = (VsStep){ to, VS_STEP_MEM };
 	ok = vs_change(&ctx, "lend", after, steps, n, mode ? mode : "auto",
 		       &error);
 	return finish(&ctx, ok, error, ok ? "done" : NULL);
@@ -551,7 +570,7 @@ static int cmd_ledger(VsOpts *o, int argc, char **argv)
 	}
 	if (!vs_host_load(o, &host, &error))
 		return vs_fail(error);
-	ctx.lock_fd = vs_state_lock(o, 10000, &error);
+	ctx.lock_fd = vs_state_lock(o, o->lock_wait_ms, &error);
 	if (ctx.lock_fd < 0) {
 		vs_host_clear(&host);
 		return vs_fail(error);

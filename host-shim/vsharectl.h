@@ -20,6 +20,8 @@
 #include <stdio.h>
 
 #define VS_MAX_NODES 64
+/* Deadline of an allocation change once the agent answered its sync. */
+#define VS_AGENT_CHANGE_MS 60000
 
 /* Exit codes (documented in vsharectl(8) and docs/vsharectl.md). */
 enum {
@@ -69,6 +71,7 @@ typedef struct {
 	char *proc;	 /* "/proc" */
 	int agent_timeout_ms;
 	int mem_timeout_ms;
+	int lock_wait_ms;
 	gboolean json;
 	/* inline VM (--qmp/--agent) */
 	char *inline_qmp;
@@ -159,6 +162,9 @@ typedef struct {
 	VsCpuSet pcpus; /* owned */
 	char *mode;	/* "coop" or "enforce" */
 	guint64 mem[VS_MAX_NODES];
+	/* Only in a journal's "before": the VM was not managed; undoing
+	 * gives it every pCPU again and the memory it had. */
+	gboolean unmanaged;
 } VsLedgerVm;
 
 typedef struct {
@@ -200,6 +206,7 @@ typedef struct {
 	GString *log;		/* what was done, for the user */
 	gboolean allow_partial; /* memory: keep what the guest reached */
 	gboolean partial;	/* ... and it was less than asked */
+	VsLedger *imported;	/* VMs newly managed by this change */
 } VsCtx;
 
 gboolean vs_ctx_init(VsCtx *ctx, const VsOpts *o, gboolean lock,

@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""vsharectl against two real TCG guests (2 vNUMA nodes x 1 vCPU each) and
+this host's real cgroups. TAP on stdout.
+
+Checked independently of vsharectl: pinning in /proc/TID/status, throttling
+in /proc/TID/schedstat and in the guest, confinement of every guest task
+over the guest's shell channel, virtio-mem over the test's own QMP
+connection and in the guest's node meminfo.
+"""
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+from shimlib import Ctl, boot_pair, cpu_share, vcpu_threads, vmem  # noqa
+from vshare_vm import Tap  # noqa: E402
+from guest import check_confined  # noqa: E402
+
+MiB = 1 << 20
+
+
+def ledger(ctl):
+    return {v["name"]: v for v in ctl.json("ledger", "show")["vms"]}
+
+
+def lmem(led, vm, node):
+    m = led[vm]["vmem-bytes"]
+    return m[node] if node < len(m) else 0
+
+
+def pinned(tid):
+    with open(f"/proc/{tid}/status") as f:
+        for line in f:
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split()[1]
+    return None
+
+
+def node_total_kib(g, node):
+    out = g.shell.out(f"grep MemTotal /sys/devices/system/node/node{node}/"
+                      "meminfo")
+    return int(out.split()[-2])
+
+
+def cli_checks(t, ctl):
+    """Bad input without guests: clear errors, documented exit codes."""
+    cases = [
+        (["frobnicate"], 2, "unknown command"),
+        (["cpus"], 2, "expected one VM name"),
+        (["cpus", "a"], 2, "--set LIST is required"),
+        (["cpus", "../x", "--set", "0"], 2, "invalid VM name"),
+        (["cpus", "nosuch", "--set", "0"], 2, "unknown VM 'nosuch'"),
+        (["mem", "a", "--node", "0", "--size", "12Q"], 2, "bad size"),
+        (["lend", "--from", "a", "--to", "a", "--cpus", "1"], 2,
+         "same VM"),
+        (["lend", "--from", "a", "--to", "b"], 2, "are required"),
+        (["cpus", "a", "--set", "0", "--mode", "magic"], 2,
+         "coop, enforce or auto"),
+        (["status", "--interval", "-1"], 2, "--interval"),
+    ]
+    for args, rc, msg in cases:
+        p = ctl.run(*args)
+        t.ok(p.returncode == rc and msg in p.stderr,
+             f"`vsharectl {' '.join(args)}` -> exit {rc}, says '{msg}'",
+             f"rc {p.returncode}: {p.stderr}")
+    p = ctl.run("ple", "show")
+    t.ok(p.returncode == 6 and "no kvm_intel or kvm_amd" in p.stderr,
+         "ple show without kvm_intel/kvm_amd says why (exit 6)",
+         p.stderr)
+    # PLE on a faked sysfs (no VMX here: the fake the docs mention)
+    fake = os.path.join(ctl.work, "fakesys")
+    pdir = os.path.join(fake, "module", "kvm_intel", "parameters")
+    os.makedirs(pdir)
+    for k, v in (("ple_gap", 128), ("ple_window", 4096),
+                 ("ple_window_grow", 2), ("ple_window_shrink", 0),
+                 ("ple_window_max", 4294967295)):
+        with open(os.path.join(pdir, k), "w") as f:
+            f.write(f"{v}\n")
+    env = {"VSHARE_SYSFS": fake}
+    p = ctl.run("ple", "show", "--json", env=env)
+    j = json.loads(p.stdout) if p.returncode == 0 else {}
+    t.ok(j.get("module") == "kvm_intel" and
+         j["parameters"]["ple_window"] == 4096 and j["enabled"],
+         "ple show --json reads kvm_intel's parameters", p.stdout)
+    mp = os.path.join(ctl.work, "modprobe.d")
+    p = ctl.run("ple", "set", "--gap", "0", "--window", "8192",
+                "--modprobe-dir", mp, env=env)
+    conf = open(os.path.join(mp, "vshare-ple.conf")).read() \
+        if p.returncode == 0 else ""
+    t.ok("options kvm_intel ple_gap=0 ple_window=8192" in conf and
+         "modprobe -r kvm_intel" in p.stdout,
+         "ple set writes modprobe.d and says a reload is needed", conf)
+    trace = os.path.join(ctl.work, "trace")
+    os.makedirs(trace)
+    with open(os.path.join(trace, "trace_pipe"), "w") as f:
+        for _ in range(3):
+            f.write(" CPU 1/KVM-4242 [001] d.... 10.5: kvm_exit: vcpu 1 "
+                    "reason PAUSE_INSTRUCTION rip 0x0 info 0 0\n")
+    p = ctl.run("ple", "watch", "--seconds", "1",
+                env=dict(env, VSHARE_TRACEFS=trace))
+    t.ok(p.returncode == 0 and "(thread 4242): 3" in p.stdout,
+         "ple watch counts PAUSE exits per thread (fake trace_pipe)",
+         p.stdout + p.stderr)
+    p = ctl.run("host-check", "--json")
+    checks = {c["check"]: c for c in json.loads(p.stdout)} \
+        if p.returncode == 0 else {}
+    t.ok({"kvm", "steal-time preempted", "halt polling", "NUMA balancing",
+          "transparent hugepages", "cgroup for enforce"} <= set(checks),
+         "host-check reports KVM, steal time, halt polling, NUMA "
+         "balancing, THP, cgroups", p.stdout[:500])
+    # QEMU gone: a stale socket nobody listens on
+    stale = os.path.join(ctl.work, "stale.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(stale)
+    s.close()
+    ctl.run("add", "ghost", "--qmp", stale, "--agent", stale)
+    p = ctl.run("cpus", "ghost", "--set", "0")
+    t.ok(p.returncode == 1 and "cannot connect" in p.stderr and
+         not os.path.exists(ctl.journal_path()),
+         "QEMU gone: clear error, no journal left", p.stderr)
+    ctl.run("remove", "ghost")
+
+
+def fault_checks(t, ctl, g):
+    """Ledger damage, lock contention."""
+    a = g["a"]
+    # two vsharectl at once: one holds the lock
+    os.makedirs(ctl.state, exist_ok=True)
+    with open(os.path.join(ctl.state, "lock"), "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write("99999\n")
+        f.flush()
+        p = ctl.run("cpus", "a", "--set", "0-1", "--wait", "0.5")
+        fcntl.flock(f, fcntl.LOCK_UN)
+    t.ok(p.returncode == 7 and "another vsharectl (pid 99999)" in p.stderr,
+         "a second vsharectl waits, then says who holds the lock (exit 7)",
+         p.stderr)
+    # two real runs racing for the same pCPU: exactly one wins
+    ctl.run("cpus", "a", "--set", "0", "--mode", "coop")
+    procs = [subprocess.Popen(ctl.argv("cpus", vm, "--set", "1",
+                                       "--mode", "coop"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=ctl.env)
+             for vm in ("a", "b")]
+    outs = [(p.wait(120), p.stderr.read()) for p in procs]
+    rcs = sorted(o[0] for o in outs)
+    led = ledger(ctl)
+    owners = [n for n, v in led.items() if "1" in v["pcpus"].split(",")
+              or v["pcpus"] in ("1", "0-1")]
+    t.ok(rcs == [0, 3] and len(owners) == 1,
+         "two concurrent claims of pCPU 1: one wins, one is refused "
+         "(exit 3)", f"{outs} ledger {led}")
+    # restore a known state: a owns 0-1, b forgotten
+    for vm in ("a", "b"):
+        if vm in led:
+            ctl.run("forget", vm)
+    ctl.run("cpus", "a", "--set", "0-1", "--mode", "coop")
+    # corrupt ledger: truncated, then edited
+    path = ctl.ledger_path()
+    good = open(path).read()
+    for what, text in (("truncated", good[:len(good) // 2]),
+                       ("edited", good.replace('"pcpus" : "0-1"',
+                                               '"pcpus" : "0"'))):
+        with open(path, "w") as f:
+            f.write(text)
+        p = ctl.run("cpus", "a", "--set", "0", "--mode", "coop")
+        t.ok(p.returncode == 5 and "refusing to guess" in p.stderr and
+             open(path).read() == text,
+             f"{what} ledger: refused (exit 5), file untouched", p.stderr)
+    with open(path, "w") as f:
+        f.write(good)
+    t.ok(ctl.run("ledger", "show").returncode == 0,
+         "restored ledger is accepted again")
+    del a
+
+
+def main():
+    t = Tap()
+    ctl = Ctl()
+    cli_checks(t, ctl)
+    g = boot_pair(ctl)
+    try:
+        run(t, ctl, g)
+        fault_checks(t, ctl, g)
+        crash_checks(t, ctl, g)
+    finally:
+        for x in g.values():
+            x.stop()
+    t.done()
+
+
+def run(t, ctl, g):
+    a, b = g["a"], g["b"]
+    ta, tb = vcpu_threads(a), vcpu_threads(b)
+    st = ctl.json("status")
+    t.ok([v["name"] for v in st["vms"]] == ["a", "b"] and
+         all(v["agent"]["reachable"] and v["mode"] == "unmanaged"
+             for v in st["vms"]),
+         "status: both VMs reachable, agents answer, unmanaged")
+
+    # -- coop: a owns both pCPUs
+    p = ctl.run("cpus", "a", "--set", "0-1", "--mode", "coop")
+    t.ok(p.returncode == 0, "cpus a --set 0-1 (coop)", p.stderr)
+    t.ok([pinned(x) for x in ta] == ["0", "1"],
+         "a's vCPU threads pinned 1:1 (/proc/TID/status)",
+         [pinned(x) for x in ta])
+    p = ctl.run("cpus", "b", "--set", "1")
+    t.ok(p.returncode == 3 and "owned by VM a" in p.stderr,
+         "b cannot take a's pCPU (exit 3)", p.stderr)
+
+    # -- lend node 1 (vCPU + 128M) a -> b, coop
+    a_tot1 = node_total_kib(a, 1)
+    b_tot1 = node_total_kib(b, 1)
+    a.shell.run("for i in 1 2; do (while :; do :; done) & "
+                "echo $! >> /tmp/loops; done")
+    time.sleep(1)
+    busy_before = cpu_share(ta[1], 1.0)
+    p = ctl.run("lend", "--from", "a", "--to", "b", "--cpus", "1",
+                "--node", "1", "--mem", "128M", "--mode", "coop")
+    t.ok(p.returncode == 0, f"lend a->b pCPU 1 + 128M of node 1 "
+         f"({p.seconds:.2f} s)", p.stdout + p.stderr)
+    led = ledger(ctl)
+    t.ok(led["a"]["pcpus"] == "0" and led["b"]["pcpus"] == "1" and
+         lmem(led, "b", 1) == 256 * MiB and lmem(led, "a", 1) == 0, "ledger: a owns 0, b owns 1",
+         led)
+    check_confined(t, a, {0}, {0}, "a after lending node 1")
+    check_confined(t, b, {1}, {1}, "b after receiving node 1")
+    busy_after = cpu_share(ta[1], 1.0)
+    t.ok(busy_before > 0.3 and busy_after < 0.1,
+         f"a's lent vCPU thread went idle on the host "
+         f"({busy_before:.2f} -> {busy_after:.2f} of a CPU)")
+    ma, mb = vmem(a), vmem(b)
+    t.ok(ma[1]["size"] == 0 and mb[1]["size"] == 256 * MiB,
+         "QMP: a's node-1 virtio-mem 0, b's 256M",
+         (ma[1]["size"], mb[1]["size"]))
+    t.ok(node_total_kib(a, 1) == a_tot1 - 128 * 1024 and
+         node_total_kib(b, 1) == b_tot1 + 128 * 1024,
+         "guests' node 1 MemTotal moved by 128 MiB",
+         (a_tot1, node_total_kib(a, 1), b_tot1, node_total_kib(b, 1)))
+    st = {v["name"]: v for v in ctl.json("status")["vms"]}
+    t.ok([v["in-allocation"] for v in st["a"]["vcpus"]] == [True, False]
+         and [v["pcpu-owner"] for v in st["b"]["vcpus"]] == ["a", "b"],
+         "status shows allocation and owners")
+
+    # -- give back: b is left with no pCPU (parked)
+    p = ctl.run("lend", "--from", "b", "--to", "a", "--cpus", "1",
+                "--node", "1", "--mem", "128M", "--mode", "coop")
+    t.ok(p.returncode == 0 and "parked" in p.stdout,
+         "lend b->a back: b owns nothing and is parked",
+         p.stdout + p.stderr)
+    b.shell.ls.send(b"(while :; do :; done) &\n")
+    shares = [cpu_share(x, 1.5) for x in tb]
+    t.ok(all(s < 0.05 for s in shares),
+         f"parked b's vCPU threads throttled on the host "
+         f"(schedstat: {shares[0]:.3f}, {shares[1]:.3f} of a CPU)")
+    led = ledger(ctl)
+    t.ok(led["a"]["pcpus"] == "0-1" and led["b"]["pcpus"] == "" and
+         lmem(led, "a", 1) == 128 * MiB,
+         "ledger: a owns 0-1 and its 128M again, b parked",
+         led)
+    # a's guest runs on both vCPUs again
+    t.ok(cpu_share(ta[1], 1.0) > 0.3,
+         "a's vCPU 1 busy again after the give-back")
+    check_confined(t, a, {0, 1}, {0, 1}, "a after the give-back")
+
+    # -- enforce on a: vCPU 1 throttled, seen in the guest too: a counter
+    # loop pinned to vCPU 1 advances far slower per wall-clock second
+    a.shell.run("kill $(cat /tmp/loops)")
+    a.shell.run("taskset -c 1 sh -c 'i=0; while :; do i=$((i+1)); "
+                "echo $i > /tmp/cnt; done' & echo $! > /tmp/busy")
+
+    def rate():
+        get = ('c=; while [ -z "$c" ]; do c=$(cat /tmp/cnt); done; '
+               'echo $c')
+        c0 = int(a.shell.out(get))
+        t0 = time.monotonic()
+        time.sleep(2)
+        c1 = int(a.shell.out(get))
+        return (c1 - c0) / (time.monotonic() - t0)
+    time.sleep(0.5)
+    free = rate()
+    p = ctl.run("cpus", "a", "--set", "0", "--mode", "enforce")
+    t.ok(p.returncode == 0, "cpus a --set 0 --mode enforce", p.stderr)
+    ctl.run("cpus", "b", "--set", "1", "--mode", "enforce")
+    share = cpu_share(ta[1], 2.0)
+    slow = rate()
+    t.ok(share < 0.05, f"enforce: a's vCPU 1 thread gets {share:.3f} of a "
+         "CPU (quota 1%)")
+    t.ok(free > 0 and slow < free * 0.2,
+         f"enforce: inside a, a loop pinned to vCPU 1 ran {slow:.0f}/s, "
+         f"{free:.0f}/s before")
+    a.shell.run("kill $(cat /tmp/busy)")
+
+    # -- auto with a hung agent: falls back to enforce
+    b.shell.run("kill -STOP $(pidof vshare-agent)")
+    p = ctl.run("cpus", "b", "--set", "1", "--mode", "auto",
+                "--timeout", "1")
+    t.ok(p.returncode == 0 and "enforcing from the host" in p.stdout and
+         ledger(ctl)["b"]["mode"] == "enforce",
+         "auto: hung agent -> enforce", p.stdout + p.stderr)
+    p = ctl.run("cpus", "b", "--set", "1", "--mode", "coop",
+                "--timeout", "1")
+    t.ok(p.returncode == 1 and "no answer" in p.stderr,
+         "coop with a hung agent fails clearly (exit 1)", p.stderr)
+    b.shell.run("kill -CONT $(pidof vshare-agent)")
+    p = ctl.run("cpus", "b", "--set", "1", "--mode", "auto")
+    t.ok(p.returncode == 0 and ledger(ctl)["b"]["mode"] == "coop",
+         "auto with the agent back: coop", p.stdout + p.stderr)
+    t.ok(cpu_share(tb[0], 1.0) < 0.05 and
+         b.shell.out("grep Cpus_allowed_list /proc/self/status")
+         .endswith("1"), "b confined by its agent again")
+
+    # -- mem: grow/shrink, refusal, paused guest
+    ctl.run("cpus", "a", "--set", "0", "--mode", "coop")
+    p = ctl.run("mem", "a", "--node", "0", "--size", "256M")
+    t.ok(p.returncode == 0 and vmem(a)[0]["size"] == 256 * MiB,
+         "mem a node 0 -> 256M (QMP size)", p.stdout + p.stderr)
+    p = ctl.run("mem", "a", "--node", "0", "--size", "2G")
+    t.ok(p.returncode == 3 and vmem(a)[0]["requested-size"] == 256 * MiB,
+         "mem beyond the pool: refused, unchanged", p.stderr)
+    p = ctl.run("mem", "a", "--node", "0", "--size", "3M")
+    t.ok(p.returncode == 2 and "block size" in p.stderr,
+         "mem not a multiple of the block size: refused", p.stderr)
+    a.qmp.cmd("stop")
+    p = ctl.run("mem", "a", "--node", "0", "--size", "0",
+                "--mem-timeout", "2", "--timeout", "0.5")
+    a.qmp.cmd("cont")
+    d = vmem(a)[0]
+    t.ok(p.returncode == 4 and "reached only 256 of 0 MiB" in p.stdout and
+         d["requested-size"] == 256 * MiB and
+         lmem(ledger(ctl), "a", 0) == 256 * MiB,
+         "guest that does not release: size reached reported (exit 4), "
+         "request and ledger = what it holds", p.stdout + p.stderr)
+    p = ctl.run("mem", "a", "--node", "0", "--size", "128M")
+    t.ok(p.returncode == 0 and vmem(a)[0]["size"] == 128 * MiB,
+         "mem a node 0 shrink -> 128M", p.stdout + p.stderr)
+
+
+def crash_checks(t, ctl, g):
+    """vsharectl killed at each point of a lend; recover restores a
+    consistent state: the old ownership or the new, never half."""
+    a, b = g["a"], g["b"]
+    ctl.run("forget", "b")
+    ctl.run("cpus", "a", "--set", "0-1", "--mode", "coop")
+    for point in ("intent", "step1", "step2", "step3", "step4", "commit"):
+        before = ledger(ctl)
+        p = ctl.run("lend", "--from", "a", "--to", "b", "--cpus", "1",
+                    "--node", "1", "--mem", "128M", "--mode", "coop",
+                    env={"VSHARE_TEST_CRASH": point})
+        killed = p.returncode == -9
+        journal = os.path.exists(ctl.journal_path())
+        r = ctl.run("recover")
+        after = ledger(ctl)
+        st = {v["name"]: v for v in ctl.json("status")["vms"]}
+        new = point == "commit"
+        want = {"a": "0", "b": "1"} if new else \
+            {k: v["pcpus"] for k, v in before.items()}
+        got = {k: v["pcpus"] for k, v in after.items()}
+        alloc_a = st["a"]["agent"]["cpus"]
+        mem_ok = vmem(a)[1]["size"] == lmem(after, "a", 1)
+        t.diag(p.stdout + p.stderr) if not killed else None
+        t.ok(killed and journal and r.returncode == 0 and got == want and
+             not os.path.exists(ctl.journal_path()) and
+             alloc_a == ("0" if new else "0-1") and mem_ok,
+             f"killed at {point}: recover -> "
+             f"{'new' if new else 'old'} ownership, guests agree",
+             f"rc {p.returncode} journal {journal} recover "
+             f"{r.returncode} {r.stdout} {r.stderr} ledger {got} want "
+             f"{want} a's guest cpus {alloc_a} mem_ok {mem_ok}")
+        if new:
+            ctl.run("lend", "--from", "b", "--to", "a", "--cpus", "1",
+                    "--node", "1", "--mem", "128M", "--mode", "coop")
+            ctl.run("forget", "b")
+
+
+if __name__ == "__main__":
+    main()

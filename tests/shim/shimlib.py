@@ -1,0 +1,111 @@
+"""Helpers shared by the vsharectl tests, the demo and the benchmark.
+
+    hostconf(dir)            the declared 2-node host (a documented fake:
+                             this machine has one node; the guests' vNUMA
+                             is real)
+    Ctl(workdir)             runs vsharectl with its own registry/state
+    boot_pair(ctl)           guests a and b, 2 nodes x 1 vCPU, registered
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "vm"))
+from vshare_vm import REPO, Guest, Shape  # noqa: E402
+
+# One vCPU per pCPU: the host declares node0 = pCPU 0, node1 = pCPU 1.
+SHAPE = "2x1:256M:vmem=512M/128M"
+HOST_CONF = """# Declared host layout (tests): this machine is one node with two
+# pCPUs; vshare's model needs a vNUMA shape equal to the host's, so the
+# tests declare each pCPU a node. Pinning and throttling are real.
+[node0]
+cpus=0
+vmem=1G
+[node1]
+cpus=1
+vmem=1G
+"""
+
+
+class Ctl:
+    def __init__(self, workdir=None, binary=None):
+        self.work = workdir or tempfile.mkdtemp(prefix="vsharectl-")
+        self.conf = os.path.join(self.work, "etc")
+        self.state = os.path.join(self.work, "state")
+        os.makedirs(self.conf, exist_ok=True)
+        with open(os.path.join(self.conf, "host.conf"), "w") as f:
+            f.write(HOST_CONF)
+        self.bin = binary or os.environ.get("VSHARECTL") or \
+            os.path.join(REPO, "build", "san", "vsharectl")
+        self.env = dict(os.environ,
+                        ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
+
+    def argv(self, *args):
+        return [self.bin, *args, "--conf-dir", self.conf,
+                "--state-dir", self.state]
+
+    def run(self, *args, env=None, timeout=120):
+        e = dict(self.env, **(env or {}))
+        t0 = time.monotonic()
+        p = subprocess.run(self.argv(*args), capture_output=True, text=True,
+                           env=e, timeout=timeout)
+        p.seconds = time.monotonic() - t0
+        return p
+
+    def json(self, *args):
+        p = self.run(*args, "--json")
+        if p.returncode != 0:
+            raise RuntimeError(f"vsharectl {' '.join(args)}: "
+                               f"{p.returncode}: {p.stderr}")
+        return json.loads(p.stdout)
+
+    def ledger_path(self):
+        return os.path.join(self.state, "ledger.json")
+
+    def journal_path(self):
+        return os.path.join(self.state, "journal.json")
+
+
+def boot_pair(ctl, names=("a", "b"), **kw):
+    guests = {}
+    try:
+        for n in names:
+            g = Guest(Shape.parse(SHAPE), connect_agent=False, **kw)
+            g.start()
+            guests[n] = g
+            p = ctl.run("add", n, "--qmp", g.path("qmp-shim.sock"),
+                        "--agent", g.path("agent.sock"), "--force")
+            if p.returncode:
+                raise RuntimeError(p.stderr)
+    except Exception:
+        for g in guests.values():
+            g.stop()
+        raise
+    return guests
+
+
+def vcpu_threads(guest):
+    return [c["thread-id"] for c in
+            sorted(guest.qmp.cmd("query-cpus-fast"),
+                   key=lambda c: c["cpu-index"])]
+
+
+def schedstat_ns(tid):
+    with open(f"/proc/{tid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def cpu_share(tid, seconds=1.0):
+    a = schedstat_ns(tid)
+    time.sleep(seconds)
+    return (schedstat_ns(tid) - a) / (seconds * 1e9)
+
+
+def vmem(guest):
+    return {d["data"]["node"]: d["data"] for d in
+            guest.qmp.cmd("query-memory-devices")
+            if d["type"] == "virtio-mem"}
