@@ -25,7 +25,7 @@ SHIM_SRC  := host-shim/main.c host-shim/conn.c host-shim/registry.c \
              host-shim/change.c host-shim/status.c host-shim/hostinfo.c
 HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*.h)
 
-.PHONY: all help check demo bench fuzz format format-check docs clean setup \
+.PHONY: all help check demo demo-agent bench fuzz format format-check docs clean setup \
         run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
@@ -33,7 +33,7 @@ all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
 
 help:
 	@echo "make setup   install the Debian packages (root)"
-	@echo "make demo    the main job: a 2-node TCG guest gives node 1's vCPUs away and back"
+	@echo "make demo    the main job: guest A lends node 1 (vCPU + memory) to guest B and back, via vsharectl"
 	@echo "make check   every test (TAP through prove)"
 	@echo "make bench   BENCH lines: take-away/give-back vs qemu-ga, RSS, idle wake-ups"
 	@echo "make fuzz    a long libFuzzer run of the frame/JSON/argument parser"
@@ -86,7 +86,8 @@ build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
-         tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t
+         tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
+         tests/shim/shim.t
 
 # demo, check and bench first install what is missing (as root), then run
 # in a sub-make that sees the installed pkg-config files.
@@ -97,11 +98,16 @@ check demo bench:
 run-check: all build/fuzz/fuzz-proto
 	prove -v -e '' $(TESTS)
 
-run-demo: build/rel/vshare-agent
+run-demo: build/rel/vshare-agent build/rel/vsharectl
+	tests/shim/demo.py
+
+# the agent alone in one guest (the foundation's demo)
+demo-agent: build/rel/vshare-agent
 	tests/vm/vm demo
 
-run-bench: build/rel/vshare-agent
+run-bench: build/rel/vshare-agent build/rel/vsharectl
 	tests/bench/bench.py
+	tests/bench/bench-shim.py
 
 fuzz: build/fuzz/fuzz-proto
 	@mkdir -p build/fuzz/corpus

@@ -103,6 +103,16 @@ VsVm *vs_ctx_vm(VsCtx *ctx, const char *name, GError **error)
 
 /* ---- steps ------------------------------------------------------------ */
 
+/* A guest may use memory of every node: each holds boot memory the VM
+ * keeps wherever its vCPUs are. Only a shrink drops a node, for its
+ * duration, so pages leave the virtio-mem blocks first. */
+static void all_nodes(const VsHost *host, VsCpuSet *nodes)
+{
+	vs_cpuset_clear(nodes);
+	for (guint n = 0; n < host->n_nodes; n++)
+		vs_cpuset_add(nodes, n);
+}
+
 /* A VM absent from a ledger is unmanaged: all its CPUs, nothing held. */
 static const VsLedgerVm *entry_or_full(VsCtx *ctx, VsLedger *l,
 				       const char *name, VsLedgerVm *tmp)
@@ -123,6 +133,7 @@ static const VsLedgerVm *entry_or_full(VsCtx *ctx, VsLedger *l,
 static gboolean agent_set(VsCtx *ctx, VsVm *vm, const VsCpuSet *vcpus,
 			  const VsCpuSet *mems, GError **error)
 {
+	gint64 t0 = g_get_monotonic_time();
 	g_autoptr(VsConn) a = vs_vm_agent(vm, ctx->o->agent_timeout_ms, error);
 	g_autoptr(JsonObject) args = json_object_new();
 	g_autofree char *c = vs_cpuset_format(vcpus);
@@ -140,10 +151,24 @@ static gboolean agent_set(VsCtx *ctx, VsVm *vm, const VsCpuSet *vcpus,
 			  error);
 	if (!r)
 		return FALSE;
-	g_string_append_printf(ctx->log,
-			       "  %s: guest confined to vCPUs %s, "
-			       "nodes %s (agent)\n",
-			       vm->conf->name, c, m);
+	{
+		JsonObject *o = JSON_NODE_HOLDS_OBJECT(r)
+					? json_node_get_object(r)
+					: NULL;
+		double in_guest =
+			o && json_object_has_member(o, "elapsed-us")
+				? json_object_get_int_member(o, "elapsed-us") /
+					  1000.0
+				: -1.0;
+
+		g_string_append_printf(
+			ctx->log,
+			"  %s: guest confined to vCPUs %s, nodes "
+			"%s (agent: %.1f ms in the guest, "
+			"%.1f ms with connect and sync)\n",
+			vm->conf->name, c, m, in_guest,
+			(g_get_monotonic_time() - t0) / 1000.0);
+	}
 	return TRUE;
 }
 
@@ -166,7 +191,7 @@ static gboolean apply_cpus(VsCtx *ctx, const char *name, VsLedgerVm *want,
 	    !vs_vm_pin(vm, &ctx->host, error))
 		return FALSE;
 	vs_vcpus_of(&ctx->host, &want->pcpus, &vcpus);
-	vs_nodes_of(&ctx->host, &want->pcpus, &nodes);
+	all_nodes(&ctx->host, &nodes);
 	vs_cpuset_clear(&excluded);
 	vs_cpuset_clear(&none);
 	for (guint i = 0; i < vm->vcpus->len; i++)
@@ -184,13 +209,19 @@ static gboolean apply_cpus(VsCtx *ctx, const char *name, VsLedgerVm *want,
 		return TRUE;
 	}
 	if (strcmp(mode, "enforce")) {
+		/* Thaw every vCPU while the guest confines itself: with
+		 * some vCPUs throttled, the guest kernel's cross-CPU waits
+		 * (RCU grace periods, stop_machine to migrate a running
+		 * task) stretch to seconds (measured: a parked receiver
+		 * took 1.7-32 s instead of ~0.1 s). The excluded vCPUs
+		 * run on pCPUs they do not own only until the agent has
+		 * moved the guest off them, tens of milliseconds. */
+		if (strncmp(vs_throttle_backend(), "none", 4) &&
+		    !vs_throttle_apply(vm, &none, error))
+			return FALSE;
 		if (agent_set(ctx, vm, &vcpus, &nodes, &local)) {
 			g_free(want->mode);
 			want->mode = g_strdup("coop");
-			/* Lift a throttle left from an earlier enforce. */
-			if (strcmp(vs_throttle_backend(), "none") &&
-			    !vs_throttle_apply(vm, &none, error))
-				return FALSE;
 			return TRUE;
 		}
 		if (!strcmp(mode, "coop") || !agent_unreachable(local)) {
@@ -228,7 +259,7 @@ static gboolean apply_mem(VsCtx *ctx, const char *name, VsLedgerVm *want,
 	if (!vm || !vs_vm_refresh_mem(vm, error))
 		return FALSE;
 	vs_vcpus_of(&ctx->host, &want->pcpus, &vcpus);
-	vs_nodes_of(&ctx->host, &want->pcpus, &nodes);
+	all_nodes(&ctx->host, &nodes);
 	for (guint n = 0; n < ctx->host.n_nodes; n++) {
 		VsVmem *d = vs_vm_vmem_on(vm, n);
 		gboolean shrink;
@@ -267,7 +298,7 @@ static gboolean apply_mem(VsCtx *ctx, const char *name, VsLedgerVm *want,
 			return FALSE;
 		reached[n] = got;
 		if (shrink && !strcmp(want->mode, "coop") &&
-		    vs_cpuset_has(&nodes, n)) {
+		    vs_cpuset_count(&vcpus)) {
 			g_autoptr(GError) local = NULL;
 
 			if (!agent_set(ctx, vm, &vcpus, &nodes, &local))
@@ -463,6 +494,8 @@ gboolean vs_change(VsCtx *ctx, const char *op, VsLedger *after,
 		const char *mode =
 			steps[i].kind == VS_STEP_CPUS ? auto_mode : NULL;
 
+		gint64 t0 = g_get_monotonic_time();
+
 		if (!apply_step(ctx, after, &steps[i], mode, reached, &local)) {
 			g_autoptr(GError) undo_err = NULL;
 
@@ -486,6 +519,11 @@ gboolean vs_change(VsCtx *ctx, const char *op, VsLedger *after,
 			return FALSE;
 		}
 		(void)want;
+		g_string_append_printf(ctx->log, "  step %u (%s %s): %.1f ms\n",
+				       i + 1, steps[i].vm,
+				       steps[i].kind == VS_STEP_MEM ? "memory"
+								    : "CPUs",
+				       (g_get_monotonic_time() - t0) / 1000.0);
 		crash_point(point);
 	}
 	if (!vs_ledger_save(ctx->o, after, error))

@@ -115,8 +115,8 @@ static gboolean want_args(int argc, char **argv, int n, const char *what,
 	return TRUE;
 }
 
-static gboolean parse_pcpus(const VsHost *host, const char *text, VsCpuSet *set,
-			    GError **error)
+static gboolean parse_pcpus(const VsHost *host, const char *text,
+			    gboolean allow_none, VsCpuSet *set, GError **error)
 {
 	VsCpuSet all;
 	int bad;
@@ -124,6 +124,10 @@ static gboolean parse_pcpus(const VsHost *host, const char *text, VsCpuSet *set,
 	vs_cpuset_clear(&all);
 	for (guint i = 0; i < host->pcpus->len; i++)
 		vs_cpuset_add(&all, g_array_index(host->pcpus, guint, i));
+	if (allow_none && !strcmp(text, "none")) {
+		vs_cpuset_clear(set); /* parked */
+		return TRUE;
+	}
 	if (!vs_cpuset_parse(text, set, error)) {
 		(*error)->domain = VSC_ERROR;
 		(*error)->code = VS_EXIT_USAGE;
@@ -131,8 +135,8 @@ static gboolean parse_pcpus(const VsHost *host, const char *text, VsCpuSet *set,
 	}
 	if (!vs_cpuset_count(set)) {
 		g_set_error(error, VSC_ERROR, VS_EXIT_USAGE,
-			    "empty CPU list: a guest is never left without "
-			    "CPUs");
+			    "empty CPU list (`none` parks a VM: every vCPU "
+			    "throttled)");
 		return FALSE;
 	}
 	bad = vs_cpuset_first_outside(set, &all);
@@ -231,7 +235,9 @@ static int cmd_cpus(VsOpts *o, int argc, char **argv)
 	g_autofree char *mode = NULL;
 	GOptionEntry e[] = {
 		{ "set", 's', 0, G_OPTION_ARG_STRING, &set,
-		  "pCPUs (= vCPU numbers) the VM owns from now on", "LIST" },
+		  "pCPUs (= vCPU numbers) the VM owns from now on; none "
+		  "parks it (every vCPU throttled)",
+		  "LIST" },
 		{ "mode", 'm', 0, G_OPTION_ARG_STRING, &mode,
 		  "coop (the guest agent confines), enforce (host throttles "
 		  "the other vCPUs), auto (coop, else enforce; default)",
@@ -263,7 +269,7 @@ static int cmd_cpus(VsOpts *o, int argc, char **argv)
 	if (!vs_name_valid(argv[1], &error))
 		return vs_fail(error);
 	if (!begin(&ctx, o, &error) ||
-	    !parse_pcpus(&ctx.host, set, &want, &error))
+	    !parse_pcpus(&ctx.host, set, TRUE, &want, &error))
 		return finish(&ctx, FALSE, error, NULL);
 	for (guint c = 0; c < VS_MAX_CPUS; c++) {
 		const char *owner = vs_cpuset_has(&want, c)
@@ -407,7 +413,7 @@ static int cmd_lend(VsOpts *o, int argc, char **argv)
 		return vs_fail(error);
 	}
 	if (!begin(&ctx, o, &error) ||
-	    !parse_pcpus(&ctx.host, cpus, &move, &error))
+	    !parse_pcpus(&ctx.host, cpus, FALSE, &move, &error))
 		return finish(&ctx, FALSE, error, NULL);
 	after = vs_ledger_copy(ctx.ledger);
 	a = vs_ledger_find(after, from);
