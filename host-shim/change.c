@@ -132,9 +132,9 @@ static const VsLedgerVm *entry_or_full(VsCtx *ctx, VsLedger *l,
 
 static gint64 member_us(JsonObject *o, const char *name)
 {
-	return o && json_object_has_member(o, name) ?
-		       json_object_get_int_member(o, name) :
-		       -1;
+	return o && json_object_has_member(o, name)
+		       ? json_object_get_int_member(o, name)
+		       : -1;
 }
 
 /* "a: guest confined to vCPUs 0, nodes 0-1 (agent 95.1 ms: prepare 20.1,
@@ -142,11 +142,11 @@ static gint64 member_us(JsonObject *o, const char *name)
 static void log_agent_reply(VsCtx *ctx, const char *name, const char *cpus,
 			    const char *mems, JsonNode *r, gint64 t0)
 {
-	JsonObject *o = JSON_NODE_HOLDS_OBJECT(r) ? json_node_get_object(r) :
-						    NULL;
-	JsonObject *st = o && json_object_has_member(o, "steps-us") ?
-				 json_object_get_object_member(o, "steps-us") :
-				 NULL;
+	JsonObject *o =
+		JSON_NODE_HOLDS_OBJECT(r) ? json_node_get_object(r) : NULL;
+	JsonObject *st = o && json_object_has_member(o, "steps-us")
+				 ? json_object_get_object_member(o, "steps-us")
+				 : NULL;
 
 	g_string_append_printf(
 		ctx->log,
@@ -155,7 +155,8 @@ static void log_agent_reply(VsCtx *ctx, const char *name, const char *cpus,
 		"with connect and sync)\n",
 		name, cpus, mems, member_us(o, "elapsed-us") / 1000.0,
 		member_us(st, "prepare") / 1000.0,
-		member_us(st, "cgroup") / 1000.0, member_us(st, "knobs") / 1000.0,
+		member_us(st, "cgroup") / 1000.0,
+		member_us(st, "knobs") / 1000.0,
 		member_us(st, "journal") / 1000.0,
 		(g_get_monotonic_time() - t0) / 1000.0);
 }
