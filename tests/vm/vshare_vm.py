@@ -49,6 +49,13 @@ class AgentError(Exception):
         self.desc = desc
 
 
+def _die_with_parent():
+    """In the QEMU child: SIGKILL when the Python parent dies, so a
+    crashed or interrupted test never leaves a guest spinning."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG
+
+
 def default_kernel():
     ks = sorted(k for k in os.listdir("/boot") if k.startswith("vmlinuz-"))
     if not ks:
@@ -464,7 +471,8 @@ class Guest:
             f.write(" ".join(argv) + "\n")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=open(self.path("qemu.log"), "w"),
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
         try:
             self.qmp = QMP(self.path("qmp.sock"))
             self.shell = Shell(self.path("shell.sock"))
