@@ -25,7 +25,7 @@ SHIM_SRC  := host-shim/main.c host-shim/conn.c host-shim/registry.c \
              host-shim/change.c host-shim/status.c host-shim/hostinfo.c
 HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*.h)
 
-.PHONY: all help check demo demo-agent bench fuzz format format-check docs clean setup \
+.PHONY: all help check demo demo-agent bench bench-kernel kernel fuzz format format-check docs clean setup \
         run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
@@ -37,6 +37,8 @@ help:
 	@echo "make check   every test (TAP through prove)"
 	@echo "make bench   BENCH lines: take-away/give-back vs qemu-ga, RSS, idle wake-ups"
 	@echo "make fuzz    a long libFuzzer run of the frame/JSON/argument parser"
+	@echo "make kernel  the guest kernel series applied, stock and patched bzImage"
+	@echo "make bench-kernel  stock vs patched guest kernel, in-guest workloads"
 
 setup:
 	tests/setup-host.sh
@@ -87,11 +89,11 @@ build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs
 TESTS := build/san/test-protocol tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
-         tests/shim/shim.t
+         tests/shim/shim.t tests/kernel/kernel.t
 
 # demo, check and bench first install what is missing (as root), then run
 # in a sub-make that sees the installed pkg-config files.
-check demo bench:
+check demo bench bench-kernel kernel:
 	tests/setup-host.sh --if-needed
 	$(MAKE) --no-print-directory run-$@
 
@@ -100,6 +102,13 @@ run-check: all build/fuzz/fuzz-proto
 
 run-demo: build/rel/vshare-agent build/rel/vsharectl
 	tests/shim/demo.py
+
+# the guest kernel, stock and patched (cached; guest-kernel/README)
+run-kernel:
+	$(MAKE) -C guest-kernel
+
+run-bench-kernel: build/rel/vshare-agent
+	tests/bench/bench-kernel.py
 
 # the agent alone in one guest (the foundation's demo)
 demo-agent: build/rel/vshare-agent

@@ -45,8 +45,11 @@ mkdir -p "$cache/kernel" "$CCACHE_DIR" "$out"
 # A pristine tree per flavour: <flavour>/src and <flavour>/out, so ccache
 # sees the same relative paths for both and the second build is cheap.
 tree() {	# flavour key
-	local dir=$cache/kernel/$1-$2
+	local dir=$cache/kernel/$1-$2 old
 	if [ ! -f "$dir/.ready" ]; then
+		for old in "$cache/kernel/$1"-*; do	# stale keys: 1.3 GB each
+			[ "$old" = "$dir" ] || rm -rf "$old"
+		done
 		rm -rf "$dir"
 		mkdir -p "$dir/src"
 		echo "guest-kernel: unpacking $tarball for $1" >&2

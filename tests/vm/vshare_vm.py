@@ -134,9 +134,10 @@ def add_binary(cpio, path, dest):
             cpio.host_file(real, real)
 
 
-def build_initrd(kernel, agent, qga=True):
+def build_initrd(kernel, agent, qga=True, extra=()):
     """Build (or reuse) the initramfs for @kernel with @agent; returns its
-    path. Cached by the hash of everything that goes in."""
+    path. Cached by the hash of everything that goes in. @extra: (host
+    path, path in the guest) of more files, e.g. a benchmark binary."""
     version = os.path.basename(kernel).replace("vmlinuz-", "")
     moddir = f"/lib/modules/{version}/kernel"
     inputs = [agent, shutil.which("busybox") or "/bin/busybox"]
@@ -151,9 +152,12 @@ def build_initrd(kernel, agent, qga=True):
     qga_bin = "/usr/sbin/qemu-ga" if qga and os.path.exists(
         "/usr/sbin/qemu-ga") else None
     h = hashlib.sha256(version.encode())
-    for p in inputs + rootfiles + mods + ([qga_bin] if qga_bin else []):
+    for p in inputs + rootfiles + mods + ([qga_bin] if qga_bin else []) + \
+            [e[0] for e in extra]:
         with open(p, "rb") as f:
             h.update(p.encode() + f.read())
+    for _, dest in extra:
+        h.update(dest.encode())
     os.makedirs(CACHE, exist_ok=True)
     out = os.path.join(CACHE, f"initrd-{h.hexdigest()[:16]}.gz")
     if os.path.exists(out):
@@ -181,6 +185,8 @@ def build_initrd(kernel, agent, qga=True):
         name = os.path.basename(m).split(".ko")[0]
         c.file(f"lib/modules/{name}.ko", data, 0o644)
     add_binary(c, agent, "usr/sbin/vshare-agent")
+    for src, dest in extra:
+        c.host_file(src, dest.lstrip("/"))
     if qga_bin:
         add_binary(c, qga_bin, "usr/sbin/qemu-ga")
     tmp = out + ".tmp"
@@ -388,7 +394,8 @@ class Shape:
 class Guest:
     def __init__(self, shape=None, cgroup="v2", kernel=None, agent=None,
                  workdir=None, qga=False, agent_args=(), start_agent=True,
-                 extra_append="", connect_agent=True, hotplug_cpus=0):
+                 extra_append="", connect_agent=True, hotplug_cpus=0,
+                 extra_files=()):
         self.shape = shape or Shape()
         self.cgroup = cgroup
         self.kernel = kernel or os.environ.get("VSHARE_KERNEL") or \
@@ -405,6 +412,7 @@ class Guest:
         self.connect_agent = connect_agent
         # vCPUs left out at boot (the highest ones), for device_add.
         self.hotplug_cpus = hotplug_cpus
+        self.extra_files = list(extra_files)
         self.proc = None
         self.qmp = self.agent = self.shell = self.qga_client = None
         self.boot_seconds = None
@@ -463,7 +471,8 @@ class Guest:
         return argv
 
     def start(self, timeout=120.0):
-        initrd = build_initrd(self.kernel, self.agent_bin, qga=self.qga)
+        initrd = build_initrd(self.kernel, self.agent_bin, qga=self.qga,
+                              extra=self.extra_files)
         os.makedirs(self.workdir, exist_ok=True)
         t0 = time.monotonic()
         argv = self.qemu_argv(initrd)
