@@ -425,7 +425,9 @@ class Guest:
         total = s.nodes * s.mem_mb
         maxmem = total + s.nodes * s.vmem_max_mb
         argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi",
-                "-cpu", "max", "-m", f"{total}M,slots=2,maxmem={maxmem}M",
+                "-cpu", "max",
+                "-m", f"{total}M,slots=2,maxmem={maxmem}M" if s.vmem_max_mb
+                else f"{total}M",
                 "-smp", f"{s.cpus - self.hotplug_cpus},maxcpus={s.cpus},"
                         f"sockets={s.nodes},cores={s.cpus_per_node},"
                         "threads=1",
@@ -494,8 +496,16 @@ class Guest:
             if self.qga:
                 self.qga_client = AgentClient(self.path("qga.sock"))
                 self.qga_client.connect(timeout)
-        except Exception:
+        except Exception as e:
             self.stop()
+            log = ""
+            try:
+                with open(self.path("qemu.log"), errors="replace") as f:
+                    log = f.read()[-2000:]
+            except OSError:
+                pass
+            if log.strip():
+                raise VMError(f"{e}; QEMU said: {log.strip()}") from e
             raise
         self.boot_seconds = time.monotonic() - t0
         return self
