@@ -12,7 +12,8 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim
 BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS)
-REL      := -O2 -g
+REL      := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+REL_LD   := -Wl,-z,relro -Wl,-z,now
 SAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
             -fno-sanitize-recover=all
 
@@ -25,7 +26,7 @@ SHIM_SRC  := host-shim/main.c host-shim/conn.c host-shim/registry.c \
              host-shim/change.c host-shim/status.c host-shim/hostinfo.c
 HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*.h)
 
-.PHONY: all help check demo demo-agent bench bench-kernel kernel fuzz format format-check docs clean setup \
+.PHONY: all help check demo demo-agent bench bench-kernel kernel deb install fuzz format format-check docs clean setup \
         run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
@@ -64,13 +65,13 @@ build/rel/libvshare-proto.a: $(PROTO_SRC:%.c=build/rel/%.o)
 	ar rcs $@ $^
 
 build/rel/vshare-agent: $(AGENT_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
-	$(CC) $(REL) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS)
 
 build/san/vshare-agent: $(AGENT_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/rel/vsharectl: $(SHIM_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
-	$(CC) $(REL) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS)
 
 build/san/vsharectl: $(SHIM_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
@@ -89,7 +90,7 @@ build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs
 TESTS := build/san/test-protocol tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
-         tests/shim/shim.t tests/kernel/kernel.t
+         tests/unit/deb.t tests/shim/shim.t tests/kernel/kernel.t
 
 # demo, check and bench first install what is missing (as root), then run
 # in a sub-make that sees the installed pkg-config files.
@@ -117,6 +118,26 @@ demo-agent: build/rel/vshare-agent
 run-bench: build/rel/vshare-agent build/rel/vsharectl
 	tests/bench/bench.py
 	tests/bench/bench-shim.py
+
+# ---- packaging ------------------------------------------------------------
+# make deb: build/deb/vshare-agent_<version>_amd64.deb (dpkg-deb; lintian
+# clean). make install DESTDIR=... PREFIX=/usr for other distributions.
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+UDEVDIR ?= $(PREFIX)/lib/udev/rules.d
+
+deb: build/rel/vshare-agent
+	packaging/deb/build.sh
+
+install: build/rel/vshare-agent build/rel/vsharectl
+	install -D -m 0755 build/rel/vshare-agent $(DESTDIR)$(PREFIX)/sbin/vshare-agent
+	install -D -m 0755 build/rel/vsharectl $(DESTDIR)$(PREFIX)/sbin/vsharectl
+	install -D -m 0644 agent/vshare-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshare-agent.8
+	install -D -m 0644 host-shim/vsharectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/vsharectl.8
+	install -D -m 0644 agent/systemd/vshare-agent.service $(DESTDIR)$(UNITDIR)/vshare-agent.service
+	install -D -m 0644 agent/udev/60-vshare-agent.rules $(DESTDIR)$(UDEVDIR)/60-vshare-agent.rules
+	sed -i 's|/usr/sbin/vshare-agent|$(PREFIX)/sbin/vshare-agent|' $(DESTDIR)$(UNITDIR)/vshare-agent.service
 
 fuzz: build/fuzz/fuzz-proto
 	@mkdir -p build/fuzz/corpus

@@ -1,0 +1,30 @@
+#!/bin/sh
+# make deb: the package builds, lintian reports no errors, Depends come
+# from the binary, the files are where Debian puts them; make install
+# honours DESTDIR and PREFIX.
+cd "$(dirname "$0")/../.." || exit 1
+n=0
+ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
+deb=$(packaging/deb/build.sh 2>&1 | tail -1)
+[ -f "$deb" ]; ok $? "make deb builds $(basename "$deb")"
+out=$(lintian --fail-on error --tag-display-limit 0 "$deb" 2>&1 | grep -v 'root privileges')
+lintian --fail-on error "$deb" >/dev/null 2>&1; ok $? "lintian: no errors"
+[ -n "$out" ] && echo "$out" | sed 's/^/# /'
+dpkg-deb -f "$deb" Depends | grep -q 'libglib2.0-0 (>=' ; ok $? "Depends from the shared libraries: $(dpkg-deb -f "$deb" Depends)"
+files=$(dpkg-deb -c "$deb")
+for f in ./usr/sbin/vshare-agent ./lib/systemd/system/vshare-agent.service \
+	./lib/udev/rules.d/60-vshare-agent.rules \
+	./usr/share/man/man8/vshare-agent.8.gz ./usr/share/doc/vshare-agent/copyright; do
+	echo "$files" | grep -q " $f\$"; ok $? "package holds $f"
+done
+ud=$(agent/cloud-init/make-user-data.sh "$deb")
+echo "$ud" | head -1 | grep -qx '#cloud-config' &&
+	[ "$(echo "$ud" | sed -n 's/^ *content: //p' | base64 -d | head -c 7)" = '!<arch>' ]
+ok $? "cloud-init user-data carries the package ($(echo "$ud" | wc -c) bytes)"
+dest=$(mktemp -d)
+make -s install DESTDIR="$dest" PREFIX=/opt/vs >/dev/null 2>&1
+[ -x "$dest/opt/vs/sbin/vshare-agent" ] && [ -x "$dest/opt/vs/sbin/vsharectl" ] &&
+	grep -q '^ExecStart=/opt/vs/sbin/vshare-agent' "$dest/opt/vs/lib/systemd/system/vshare-agent.service"
+ok $? "make install DESTDIR=... PREFIX=/opt/vs"
+rm -rf "$dest"
+echo "1..$n"
