@@ -90,7 +90,8 @@ build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs
 TESTS := build/san/test-protocol tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
-         tests/unit/deb.t tests/shim/shim.t tests/kernel/kernel.t
+         tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
+         tests/kernel/kernel.t
 
 # demo, check and bench first install what is missing (as root), then run
 # in a sub-make that sees the installed pkg-config files.

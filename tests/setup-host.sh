@@ -7,7 +7,7 @@ PKGS="gcc make pkg-config perl python3 libglib2.0-dev libjson-glib-dev
 clang libclang-rt-14-dev clang-format qemu-system-x86 qemu-utils
 linux-image-amd64 busybox-static qemu-guest-agent valgrind
 linux-source-6.1 ccache flex bison bc libelf-dev xz-utils git
-dpkg-dev lintian"
+dpkg-dev lintian mmdebstrap cloud-image-utils e2fsprogs"
 
 missing=""
 for p in $PKGS; do

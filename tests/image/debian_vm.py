@@ -1,0 +1,44 @@
+"""A Debian bookworm guest (tests/image/build-image.sh) on the tests/vm
+harness: same shape, sockets and channels, but a disk with systemd and
+cloud-init instead of the busybox initramfs, and a NoCloud seed."""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "vm"))
+from vshare_vm import Guest  # noqa: E402
+
+
+def build_image():
+    p = subprocess.run([os.path.join(HERE, "build-image.sh")],
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"build-image.sh failed: {p.stderr[-2000:]}")
+    return p.stdout.split()[-1]
+
+
+class DebianGuest(Guest):
+    def __init__(self, image_dir, user_data=None, **kw):
+        kw.setdefault("connect_agent", False)
+        kw.setdefault("start_agent", False)
+        super().__init__(kernel=os.path.join(image_dir, "vmlinuz"), **kw)
+        self.image_dir = image_dir
+        self.user_data = user_data
+
+    def qemu_argv(self, initrd):
+        argv = super().qemu_argv(os.path.join(self.image_dir, "initrd.img"))
+        i = argv.index("-append")
+        argv[i + 1] = ("root=/dev/vda rw console=ttyS0 panic=-1 "
+                       "memhp_default_state=online_movable " + self.extra_append)
+        argv += ["-drive", f"file={os.path.join(self.image_dir, 'disk.raw')},"
+                 "format=raw,if=virtio,snapshot=on"]
+        if self.user_data is not None:
+            seed = self.path("seed.img")
+            ud = self.path("user-data")
+            with open(ud, "w") as f:
+                f.write(self.user_data)
+            subprocess.run(["cloud-localds", seed, ud], check=True)
+            argv += ["-drive", f"file={seed},format=raw,if=virtio,"
+                     "readonly=on"]
+        return argv
