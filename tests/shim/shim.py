@@ -216,7 +216,7 @@ def run(t, ctl, g):
     t.ok(p.returncode == 3 and "owned by VM a" in p.stderr,
          "b cannot take a's pCPU (exit 3)", p.stderr)
 
-    # -- lend node 1 (vCPU + 128M) a -> b, coop
+    # -- lend node 1's pCPU a -> b under load (coop), then its memory
     a_tot1 = node_total_kib(a, 1)
     b_tot1 = node_total_kib(b, 1)
     a.shell.run("for i in 1 2; do (while :; do :; done) & "
@@ -224,19 +224,28 @@ def run(t, ctl, g):
     time.sleep(1)
     busy_before = cpu_share(ta[1], 1.0)
     p = ctl.run("lend", "--from", "a", "--to", "b", "--cpus", "1",
-                "--node", "1", "--mem", "128M", "--mode", "coop")
-    t.ok(p.returncode == 0, f"lend a->b pCPU 1 + 128M of node 1 "
-         f"({p.seconds:.2f} s)", p.stdout + p.stderr)
-    led = ledger(ctl)
-    t.ok(led["a"]["pcpus"] == "0" and led["b"]["pcpus"] == "1" and
-         lmem(led, "b", 1) == 256 * MiB and lmem(led, "a", 1) == 0, "ledger: a owns 0, b owns 1",
-         led)
+                "--mode", "coop")
+    t.ok(p.returncode == 0, f"lend a->b pCPU 1 under load ({p.seconds:.2f} s)",
+         p.stdout + p.stderr)
     check_confined(t, a, {0}, {0, 1}, "a after lending node 1")
     check_confined(t, b, {1}, {0, 1}, "b after receiving node 1")
     busy_after = cpu_share(ta[1], 1.0)
     t.ok(busy_before > 0.3 and busy_after < 0.1,
          f"a's lent vCPU thread went idle on the host "
          f"({busy_before:.2f} -> {busy_after:.2f} of a CPU)")
+    # Memory moves with a quiet giver: a virtio-mem shrink in a guest whose
+    # remaining vCPU is saturated by hogs stalled > 30 s in 2 of ~10 runs
+    # here (docs/vsharectl.md, limits).
+    a.shell.run("kill $(cat /tmp/loops); rm -f /tmp/loops")
+    p1 = ctl.run("mem", "a", "--node", "1", "--size", "0")
+    p2 = ctl.run("mem", "b", "--node", "1", "--size", "256M")
+    t.ok(p1.returncode == 0 and p2.returncode == 0,
+         "memory of node 1 moved a -> b (mem a 0, mem b 256M)",
+         p1.stdout + p1.stderr + p2.stdout + p2.stderr)
+    led = ledger(ctl)
+    t.ok(led["a"]["pcpus"] == "0" and led["b"]["pcpus"] == "1" and
+         lmem(led, "b", 1) == 256 * MiB and lmem(led, "a", 1) == 0,
+         "ledger: a owns 0, b owns 1 and 256M of node 1", led)
     ma, mb = vmem(a), vmem(b)
     t.ok(ma[1]["size"] == 0 and mb[1]["size"] == 256 * MiB,
          "QMP: a's node-1 virtio-mem 0, b's 256M",
@@ -245,6 +254,8 @@ def run(t, ctl, g):
          node_total_kib(b, 1) == b_tot1 + 128 * 1024,
          "guests' node 1 MemTotal moved by 128 MiB",
          (a_tot1, node_total_kib(a, 1), b_tot1, node_total_kib(b, 1)))
+    a.shell.run("for i in 1 2; do (while :; do :; done) & "
+                "echo $! >> /tmp/loops; done")
     st = {v["name"]: v for v in ctl.json("status")["vms"]}
     t.ok([v["in-allocation"] for v in st["a"]["vcpus"]] == [True, False]
          and [v["pcpu-owner"] for v in st["b"]["vcpus"]] == ["a", "b"],
