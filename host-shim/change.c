@@ -41,17 +41,6 @@ void vs_vcpus_of(const VsHost *host, const VsCpuSet *pcpus, VsCpuSet *vcpus)
 			vs_cpuset_add(vcpus, i);
 }
 
-void vs_nodes_of(const VsHost *host, const VsCpuSet *pcpus, VsCpuSet *nodes)
-{
-	vs_cpuset_clear(nodes);
-	for (guint i = 0; i < host->pcpus->len; i++) {
-		guint c = g_array_index(host->pcpus, guint, i);
-
-		if (vs_cpuset_has(pcpus, c))
-			vs_cpuset_add(nodes, vs_host_node_of(host, c));
-	}
-}
-
 gboolean vs_ctx_init(VsCtx *ctx, const VsOpts *o, gboolean lock, GError **error)
 {
 	memset(ctx, 0, sizeof(*ctx));
@@ -504,7 +493,6 @@ gboolean vs_change(VsCtx *ctx, const char *op, VsLedger *after,
 	for (guint i = 0; i < n_steps; i++) {
 		g_autofree char *point = g_strdup_printf("step%u", i + 1);
 		guint64 reached[VS_MAX_NODES] = { 0 };
-		VsLedgerVm *want = vs_ledger_find(after, steps[i].vm);
 		const char *mode =
 			steps[i].kind == VS_STEP_CPUS ? auto_mode : NULL;
 
@@ -532,7 +520,6 @@ gboolean vs_change(VsCtx *ctx, const char *op, VsLedger *after,
 						   "%s undone: ", op);
 			return FALSE;
 		}
-		(void)want;
 		g_string_append_printf(ctx->log, "  step %u (%s %s): %.1f ms\n",
 				       i + 1, steps[i].vm,
 				       steps[i].kind == VS_STEP_MEM ? "memory"

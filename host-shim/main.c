@@ -383,7 +383,7 @@ static int cmd_lend(VsOpts *o, int argc, char **argv)
 	VsCtx ctx = { 0 };
 	g_autoptr(VsLedger) after = NULL;
 	VsLedgerVm *a, *b;
-	VsCpuSet move, both;
+	VsCpuSet move;
 	guint64 bytes = 0;
 	VsStep steps[4];
 	guint n = 0;
@@ -440,10 +440,6 @@ static int cmd_lend(VsOpts *o, int argc, char **argv)
 	a = vs_ledger_find(after, from); /* manage() may grow the array */
 	if (!b)
 		return finish(&ctx, FALSE, error, NULL);
-	if (vs_ledger_find(ctx.ledger, to) == NULL)
-		vs_cpuset_clear(
-			&b->pcpus); /* newly managed: only what it gets */
-	vs_cpuset_and(&both, &move, &a->pcpus);
 	for (guint c = 0; c < VS_MAX_CPUS; c++)
 		if (vs_cpuset_has(&move, c)) {
 			a->pcpus.bits[c / 64] &= ~(1ULL << (c % 64));

@@ -234,7 +234,6 @@ gboolean vs_change(VsCtx *ctx, const char *op, VsLedger *after,
 gboolean vs_recover(VsCtx *ctx, gboolean *recovered, GError **error);
 /* vCPU indices of the VM that own pCPUs in @pcpus. */
 void vs_vcpus_of(const VsHost *host, const VsCpuSet *pcpus, VsCpuSet *vcpus);
-void vs_nodes_of(const VsHost *host, const VsCpuSet *pcpus, VsCpuSet *nodes);
 
 /* ---- subcommands ------------------------------------------------------ */
 
