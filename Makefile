@@ -20,7 +20,7 @@ SAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 PROTO_SRC := protocol/cpuset.c protocol/framer.c protocol/message.c \
              protocol/dispatch.c protocol/util.c build/gen/vs-schema.c
 AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
-             agent/cgroup-fs.c agent/sysinfo.c agent/alloc.c
+             agent/cgroup-fs.c agent/cgroup-systemd.c agent/sysinfo.c agent/alloc.c
 SHIM_SRC  := host-shim/main.c host-shim/conn.c host-shim/registry.c \
              host-shim/vm.c host-shim/throttle.c host-shim/ledger.c \
              host-shim/change.c host-shim/status.c host-shim/hostinfo.c

@@ -80,7 +80,7 @@ char *vs_cgroup_find_cpuset_root(int *version, GError **error)
 	return NULL;
 }
 
-gboolean vs_task_is_kthread(int pid)
+guint64 vs_task_flags(int pid)
 {
 	g_autofree char *f = g_strdup_printf("/proc/%d/stat", pid);
 	g_autofree char *stat = vs_read_file(f, NULL);
@@ -88,22 +88,42 @@ gboolean vs_task_is_kthread(int pid)
 	g_auto(GStrv) fields = NULL;
 
 	if (!p)
-		return FALSE;
+		return 0;
 	/* After "comm)": state ppid pgrp session tty tpgid flags ... */
 	fields = g_strsplit(p + 2, " ", 8);
 	if (g_strv_length(fields) < 7)
-		return FALSE;
-	return (g_ascii_strtoull(fields[6], NULL, 10) & PF_KTHREAD) != 0;
+		return 0;
+	return g_ascii_strtoull(fields[6], NULL, 10);
+}
+
+gboolean vs_task_is_kthread(int pid)
+{
+	return (vs_task_flags(pid) & PF_KTHREAD) != 0;
 }
 
 VsCgroup *vs_cgroup_open(const char *backend, const char *scope, GError **error)
 {
-	if (!backend || strcmp(backend, "auto") == 0 ||
-	    strcmp(backend, "cgroupfs") == 0)
+	gboolean automatic = !backend || strcmp(backend, "auto") == 0;
+
+	if (automatic)
+		backend = !scope && vs_cgroup_systemd_booted() ? "systemd"
+							       : "cgroupfs";
+	if (strcmp(backend, "cgroupfs") == 0)
 		return vs_cgroup_fs_open(scope, error);
-	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
-		    "unknown backend '%s' (known: cgroupfs)", backend);
-	return NULL;
+	if (strcmp(backend, "systemd") != 0) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "unknown backend '%s' (known: auto, cgroupfs, "
+			    "systemd)",
+			    backend);
+		return NULL;
+	}
+	if (scope) {
+		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "--cgroup-root applies to the cgroupfs "
+				    "backend only");
+		return NULL;
+	}
+	return vs_cgroup_systemd_open(error);
 }
 
 void vs_cgroup_free(VsCgroup *cg)

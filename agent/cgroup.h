@@ -4,8 +4,9 @@
  *
  * A backend keeps the guest's movable tasks where one write changes their
  * CPUs and memory nodes. The cgroup version (v1/v2) is a separate axis,
- * detected once. Backends: "cgroupfs" (this file's implementation in
- * cgroup-fs.c); a systemd (D-Bus) backend plugs in here later.
+ * detected once. Backends: "cgroupfs" (cgroup-fs.c: our own cpuset cgroup
+ * holds the tasks) and "systemd" (cgroup-systemd.c: AllowedCPUs= on the
+ * top-level units over D-Bus; no task changes its cgroup).
  */
 #pragma once
 
@@ -46,7 +47,8 @@ struct VsCgroup {
 	gpointer priv;
 };
 
-/* Pick and initialise a backend. @backend: NULL/"auto" or "cgroupfs".
+/* Pick and initialise a backend. @backend: NULL/"auto" (systemd when PID 1
+ * is systemd and no @scope is given, else cgroupfs), "cgroupfs", "systemd".
  * @scope: NULL for the cpuset hierarchy's root (a real guest), or a cgroup
  * directory (tests on a host: never the host's own root). */
 VsCgroup *vs_cgroup_open(const char *backend, const char *scope,
@@ -56,8 +58,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsCgroup, vs_cgroup_free)
 
 /* Implementations. */
 VsCgroup *vs_cgroup_fs_open(const char *scope, GError **error);
+VsCgroup *vs_cgroup_systemd_open(GError **error);
+gboolean vs_cgroup_systemd_booted(void);
 
 /* Helpers shared by backends (cgroup.c). */
 int vs_cgroup_detect(const char *dir, GError **error); /* 1, 2 or 0 */
 char *vs_cgroup_find_cpuset_root(int *version, GError **error);
+guint64 vs_task_flags(int pid); /* PF_* from /proc/PID/stat, 0 if gone */
 gboolean vs_task_is_kthread(int pid);

@@ -96,7 +96,9 @@ static gboolean parse_options(int *argc, char ***argv, Options *o,
 		  "(default " DEFAULT_STATE_DIR ")",
 		  "DIR" },
 		{ "backend", 0, 0, G_OPTION_ARG_STRING, &o->backend,
-		  "confinement backend: auto, cgroupfs", "NAME" },
+		  "confinement backend: auto (systemd if PID 1 is systemd), "
+		  "cgroupfs, systemd",
+		  "NAME" },
 		{ "cgroup-root", 0, 0, G_OPTION_ARG_FILENAME, &o->cgroup_root,
 		  "manage the tasks of this cgroup instead of the whole "
 		  "hierarchy (tests)",

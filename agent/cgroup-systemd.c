@@ -1,0 +1,471 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * systemd backend: on a guest whose PID 1 is systemd, systemd owns the
+ * cgroup tree and tracks services by their cgroups, so the agent moves no
+ * task. It asks systemd over D-Bus (SetUnitProperties, runtime) for
+ * AllowedCPUs= / AllowedMemoryNodes= on every top-level unit of the root
+ * slice; systemd writes the cpusets, the kernel re-pins the tasks, units
+ * keep their processes and new services inherit the set. The runtime
+ * drop-ins (/run/systemd/system.control) survive daemon-reload.
+ *
+ * What systemd does not cover:
+ * - tasks of the root cgroup itself (unbound kthreads): pinned with
+ *   sched_setaffinity(); per-CPU kthreads refuse (EINVAL) and are counted;
+ * - cgroup v1 (systemd.unified_cgroup_hierarchy=0): systemd 252 applies
+ *   AllowedCPUs= only on the unified hierarchy and never touches the v1
+ *   cpuset hierarchy (its v1 controller mask has no cpuset). There the
+ *   properties are still set (they document the policy and take effect
+ *   if the guest moves to v2) and the cpuset hierarchy, which is not the
+ *   one systemd tracks units in, is managed by the cgroupfs backend.
+ */
+#include "cgroup.h"
+
+#include "sysinfo.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SD_NAME		  "org.freedesktop.systemd1"
+#define SD_PATH		  "/org/freedesktop/systemd1"
+#define SD_MANAGER	  "org.freedesktop.systemd1.Manager"
+#define SD_TIMEOUT_MS	  15000
+#define PF_NO_SETAFFINITY 0x04000000
+
+/* Always confined when loaded, even before they have a cgroup (a slice
+ * that starts later must start confined). */
+static const char *const sd_known_units[] = { "system.slice", "user.slice",
+					      "machine.slice", "init.scope" };
+
+typedef struct {
+	GDBusConnection *bus;
+	char *hierarchy; /* where systemd tracks units: v2 mount or name=systemd */
+	VsCgroup
+		*cpuset1; /* v1 only: the cpuset hierarchy (cgroupfs backend) */
+	GPtrArray *known; /* loaded names among sd_known_units */
+	GHashTable *pinned; /* root-cgroup pids that refused affinity */
+} SdPriv;
+
+/* ---- D-Bus ------------------------------------------------------------ */
+
+/* The system bus when it is up (it forwards only what we ask for);
+ * systemd's private socket otherwise (early boot, images without
+ * dbus-daemon), as systemctl does. */
+static GDBusConnection *sd_connect(GError **error)
+{
+	static const char *const addrs[] = {
+		"unix:path=/run/dbus/system_bus_socket",
+		"unix:path=/run/systemd/private",
+	};
+	g_autoptr(GError) local = NULL;
+
+	for (gsize i = 0; i < G_N_ELEMENTS(addrs); i++) {
+		GDBusConnectionFlags f =
+			G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT;
+		GDBusConnection *c;
+
+		if (i == 0)
+			f |= G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION;
+		g_clear_error(&local);
+		c = g_dbus_connection_new_for_address_sync(addrs[i], f, NULL,
+							   NULL, &local);
+		if (c) {
+			g_debug("systemd: D-Bus via %s", addrs[i]);
+			return c;
+		}
+	}
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+		    "cannot reach systemd over D-Bus: %s", local->message);
+	return NULL;
+}
+
+/* One method call; reconnects once if the bus went away (dbus-daemon or
+ * systemd restarted). Errors come back in VS_ERROR, with @what. */
+static GVariant *sd_call(SdPriv *p, const char *path, const char *iface,
+			 const char *method, GVariant *args, const char *ret,
+			 const char *what, GError **error)
+{
+	g_autoptr(GVariant) a = args ? g_variant_ref_sink(args) : NULL;
+	g_autoptr(GError) local = NULL;
+	GVariant *r;
+
+	if (p->bus && g_dbus_connection_is_closed(p->bus))
+		g_clear_object(&p->bus);
+	if (!p->bus && !(p->bus = sd_connect(error)))
+		return NULL;
+	r = g_dbus_connection_call_sync(
+		p->bus, SD_NAME, path, iface, method, a, G_VARIANT_TYPE(ret),
+		G_DBUS_CALL_FLAGS_NONE, SD_TIMEOUT_MS, NULL, &local);
+	if (!r) {
+		g_dbus_error_strip_remote_error(local);
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "systemd: %s: %s", what, local->message);
+	}
+	return r;
+}
+
+static char *sd_unit_path(SdPriv *p, const char *unit, GError **error)
+{
+	g_autoptr(GVariant) r =
+		sd_call(p, SD_PATH, SD_MANAGER, "LoadUnit",
+			g_variant_new("(s)", unit), "(o)", unit, error);
+	char *path = NULL;
+
+	if (r)
+		g_variant_get(r, "(o)", &path);
+	return path;
+}
+
+static GVariant *sd_unit_prop(SdPriv *p, const char *unit, const char *iface,
+			      const char *name, GError **error)
+{
+	g_autofree char *path = sd_unit_path(p, unit, error);
+	g_autoptr(GVariant) r = NULL;
+	GVariant *v = NULL;
+
+	if (!path)
+		return NULL;
+	r = sd_call(p, path, "org.freedesktop.DBus.Properties", "Get",
+		    g_variant_new("(ss)", iface, name), "(v)", unit, error);
+	if (r)
+		g_variant_get(r, "(v)", &v);
+	return v;
+}
+
+/* systemd's CPU/node sets are byte arrays: bit i%8 of byte i/8. */
+static GVariant *set_to_bytes(const VsCpuSet *set)
+{
+	guint8 bytes[VS_MAX_CPUS / 8] = { 0 };
+	gsize n = 0;
+
+	for (guint i = 0; i < VS_MAX_CPUS; i++) {
+		if (!vs_cpuset_has(set, i))
+			continue;
+		bytes[i / 8] |= 1u << (i % 8);
+		n = i / 8 + 1;
+	}
+	return g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, bytes, n, 1);
+}
+
+static void bytes_to_set(GVariant *v, VsCpuSet *set)
+{
+	gsize n = 0;
+	const guint8 *b = g_variant_get_fixed_array(v, &n, 1);
+
+	vs_cpuset_clear(set);
+	for (gsize i = 0; i < n * 8 && i < VS_MAX_CPUS; i++)
+		if (b[i / 8] & (1u << (i % 8)))
+			vs_cpuset_add(set, i);
+}
+
+/* A property of system.slice as a set; empty means "not restricted". */
+static gboolean sd_get_set(SdPriv *p, const char *name, VsCpuSet *set,
+			   gboolean *empty, GError **error)
+{
+	g_autoptr(GVariant) v =
+		sd_unit_prop(p, "system.slice",
+			     "org.freedesktop.systemd1.Slice", name, error);
+
+	if (!v)
+		return FALSE;
+	if (!g_variant_is_of_type(v, G_VARIANT_TYPE_BYTESTRING)) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "systemd: %s is not a byte array", name);
+		return FALSE;
+	}
+	bytes_to_set(v, set);
+	*empty = vs_cpuset_count(set) == 0;
+	return TRUE;
+}
+
+/* ---- which units ------------------------------------------------------ */
+
+/* The top-level units: the loaded well-known ones and every unit that has
+ * a cgroup directly below the root now. */
+static GPtrArray *sd_units(SdPriv *p)
+{
+	GPtrArray *units = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GDir) dir = g_dir_open(p->hierarchy, 0, NULL);
+	const char *name;
+
+	for (guint i = 0; i < p->known->len; i++)
+		g_ptr_array_add(units, g_strdup(p->known->pdata[i]));
+	while (dir && (name = g_dir_read_name(dir))) {
+		const char *dot = strrchr(name, '.');
+		g_autofree char *sub =
+			g_build_filename(p->hierarchy, name, NULL);
+
+		if (!dot || !g_file_test(sub, G_FILE_TEST_IS_DIR) ||
+		    g_ptr_array_find_with_equal_func(units, name, g_str_equal,
+						     NULL))
+			continue;
+		if (g_str_equal(dot, ".slice") || g_str_equal(dot, ".scope") ||
+		    g_str_equal(dot, ".service"))
+			g_ptr_array_add(units, g_strdup(name));
+	}
+	return units;
+}
+
+static gboolean sd_load_known(SdPriv *p, GError **error)
+{
+	for (gsize i = 0; i < G_N_ELEMENTS(sd_known_units); i++) {
+		g_autoptr(GVariant) v = sd_unit_prop(
+			p, sd_known_units[i], "org.freedesktop.systemd1.Unit",
+			"LoadState", error);
+
+		if (!v)
+			return FALSE;
+		if (g_str_equal(g_variant_get_string(v, NULL), "loaded"))
+			g_ptr_array_add(p->known, g_strdup(sd_known_units[i]));
+	}
+	return TRUE;
+}
+
+/* ---- the root cgroup's own tasks (v2) ----------------------------------- */
+
+static GArray *sd_root_pids(SdPriv *p, GError **error)
+{
+	g_autofree char *f =
+		g_build_filename(p->hierarchy, "cgroup.procs", NULL);
+	g_autofree char *text = vs_read_file(f, error);
+	g_auto(GStrv) lines = text ? g_strsplit(text, "\n", -1) : NULL;
+	GArray *pids;
+
+	if (!text)
+		return NULL;
+	pids = g_array_new(FALSE, FALSE, sizeof(int));
+	for (char **l = lines; *l; l++) {
+		int pid = atoi(*l);
+
+		if (pid > 0)
+			g_array_append_val(pids, pid);
+	}
+	return pids;
+}
+
+/* Pin what may be pinned; a task that refuses (per-CPU kthread) is
+ * remembered and counted, one that exited is skipped. */
+static gboolean sd_pin_root(SdPriv *p, const VsCpuSet *cpus, GError **error)
+{
+	g_autoptr(GArray) pids = sd_root_pids(p, error);
+	cpu_set_t *mask = CPU_ALLOC(VS_MAX_CPUS);
+	gsize size = CPU_ALLOC_SIZE(VS_MAX_CPUS);
+
+	if (!pids || !mask) {
+		CPU_FREE(mask);
+		return pids != NULL;
+	}
+	CPU_ZERO_S(size, mask);
+	for (guint i = 0; i < VS_MAX_CPUS; i++)
+		if (vs_cpuset_has(cpus, i))
+			CPU_SET_S(i, size, mask);
+	for (guint i = 0; i < pids->len; i++) {
+		int pid = g_array_index(pids, int, i);
+
+		if (g_hash_table_contains(p->pinned, GINT_TO_POINTER(pid)))
+			continue;
+		if (sched_setaffinity(pid, size, mask) == 0 || errno == ESRCH)
+			continue;
+		g_debug("pid %d keeps its affinity: %s", pid,
+			g_strerror(errno));
+		g_hash_table_add(p->pinned, GINT_TO_POINTER(pid));
+	}
+	CPU_FREE(mask);
+	return TRUE;
+}
+
+/* ---- the backend ------------------------------------------------------ */
+
+static gboolean sd_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
+{
+	SdPriv *p = cg->priv;
+	g_autoptr(GArray) pids = NULL;
+
+	if (p->cpuset1)
+		return p->cpuset1->ops->sweep(p->cpuset1, stats, error);
+	/* v2: nothing moves; report the root's kthreads that cannot be
+	 * pinned (the others get the allocation in sd_set). */
+	pids = sd_root_pids(p, error);
+	if (!pids)
+		return FALSE;
+	for (guint i = 0; i < pids->len; i++) {
+		int pid = g_array_index(pids, int, i);
+
+		if (g_hash_table_contains(p->pinned, GINT_TO_POINTER(pid)) ||
+		    (vs_task_flags(pid) & PF_NO_SETAFFINITY)) {
+			g_hash_table_add(p->pinned, GINT_TO_POINTER(pid));
+			stats->unmovable_kthreads++;
+		}
+	}
+	return TRUE;
+}
+
+static gboolean sd_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
+		       GError **error)
+{
+	SdPriv *p = cg->priv;
+	gboolean ce, me;
+
+	if (p->cpuset1)
+		return p->cpuset1->ops->get(p->cpuset1, cpus, mems, error);
+	if (!sd_get_set(p, "AllowedCPUs", cpus, &ce, error) ||
+	    !sd_get_set(p, "AllowedMemoryNodes", mems, &me, error))
+		return FALSE;
+	return (!ce || vs_sys_online_cpus(cpus, error)) &&
+	       (!me || vs_sys_memory_nodes(mems, error));
+}
+
+static gboolean sd_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
+				 GError **error)
+{
+	SdPriv *p = cg->priv;
+	gboolean ce, me;
+
+	if (p->cpuset1)
+		return p->cpuset1->ops->get_effective(p->cpuset1, cpus, mems,
+						      error);
+	/* Empty while systemd has no cpuset for the slice (unrestricted). */
+	if (!sd_get_set(p, "EffectiveCPUs", cpus, &ce, error) ||
+	    !sd_get_set(p, "EffectiveMemoryNodes", mems, &me, error))
+		return FALSE;
+	return (!ce || vs_sys_online_cpus(cpus, error)) &&
+	       (!me || vs_sys_memory_nodes(mems, error));
+}
+
+static gboolean sd_set_unit(SdPriv *p, const char *unit, const VsCpuSet *cpus,
+			    const VsCpuSet *mems, GError **error)
+{
+	GVariantBuilder b;
+	g_autoptr(GVariant) r = NULL;
+
+	g_variant_builder_init(&b, G_VARIANT_TYPE("a(sv)"));
+	g_variant_builder_add(&b, "(sv)", "AllowedCPUs", set_to_bytes(cpus));
+	g_variant_builder_add(&b, "(sv)", "AllowedMemoryNodes",
+			      set_to_bytes(mems));
+	r = sd_call(p, SD_PATH, SD_MANAGER, "SetUnitProperties",
+		    g_variant_new("(sba(sv))", unit, TRUE, &b), "()", unit,
+		    error);
+	return r != NULL;
+}
+
+/* The full set is written as empty sets: the units go back to
+ * "unrestricted", as they were before the agent touched them. */
+static gboolean sd_set(VsCgroup *cg, const VsCpuSet *cpus, const VsCpuSet *mems,
+		       GError **error)
+{
+	SdPriv *p = cg->priv;
+	g_autoptr(GPtrArray) units = sd_units(p);
+	VsCpuSet online, nodes, none;
+	gboolean full = vs_sys_online_cpus(&online, NULL) &&
+			vs_sys_memory_nodes(&nodes, NULL) &&
+			vs_cpuset_equal(cpus, &online) &&
+			vs_cpuset_equal(mems, &nodes);
+
+	vs_cpuset_clear(&none);
+	for (guint i = 0; i < units->len; i++)
+		if (!sd_set_unit(p, units->pdata[i], full ? &none : cpus,
+				 full ? &none : mems, error))
+			return FALSE;
+	if (p->cpuset1)
+		return p->cpuset1->ops->set(p->cpuset1, cpus, mems, error);
+	return sd_pin_root(p, cpus, error);
+}
+
+static gint sd_count_outside(VsCgroup *cg, GError **error)
+{
+	SdPriv *p = cg->priv;
+	g_autoptr(GArray) pids = NULL;
+
+	if (p->cpuset1)
+		return p->cpuset1->ops->count_outside(p->cpuset1, error);
+	pids = sd_root_pids(p, error);
+	return pids ? (gint)pids->len : -1;
+}
+
+static void sd_free(VsCgroup *cg)
+{
+	SdPriv *p = cg->priv;
+
+	if (!p)
+		return;
+	g_clear_object(&p->bus);
+	vs_cgroup_free(p->cpuset1);
+	g_free(p->hierarchy);
+	if (p->known)
+		g_ptr_array_unref(p->known);
+	if (p->pinned)
+		g_hash_table_unref(p->pinned);
+	g_free(p);
+}
+
+static const VsCgroupOps sd_ops = {
+	.name = "systemd",
+	.sweep = sd_sweep,
+	.get = sd_get,
+	.get_effective = sd_get_effective,
+	.set = sd_set,
+	.count_outside = sd_count_outside,
+	.free = sd_free,
+};
+
+/* The hierarchy systemd tracks units in: unified (v2), the cgroup2 mount
+ * of a hybrid set-up, or name=systemd (legacy). */
+static char *sd_find_hierarchy(GError **error)
+{
+	static const char *const dirs[] = { "/sys/fs/cgroup",
+					    "/sys/fs/cgroup/unified",
+					    "/sys/fs/cgroup/systemd" };
+
+	for (gsize i = 0; i < G_N_ELEMENTS(dirs); i++) {
+		int v = vs_cgroup_detect(dirs[i], NULL);
+
+		if (v == 2 || (v == 1 && i == 2))
+			return g_strdup(dirs[i]);
+	}
+	g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "systemd's cgroup hierarchy is not mounted");
+	return NULL;
+}
+
+gboolean vs_cgroup_systemd_booted(void)
+{
+	struct stat st;
+
+	return lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+VsCgroup *vs_cgroup_systemd_open(GError **error)
+{
+	g_autoptr(VsCgroup) cg = g_new0(VsCgroup, 1);
+	g_autofree char *cpuset = NULL;
+	SdPriv *p = g_new0(SdPriv, 1);
+
+	cg->ops = &sd_ops;
+	cg->priv = p;
+	p->known = g_ptr_array_new_with_free_func(g_free);
+	p->pinned = g_hash_table_new(NULL, NULL);
+	if (!vs_cgroup_systemd_booted()) {
+		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "PID 1 is not systemd");
+		return NULL;
+	}
+	p->hierarchy = sd_find_hierarchy(error);
+	if (!p->hierarchy || !(p->bus = sd_connect(error)) ||
+	    !sd_load_known(p, error))
+		return NULL;
+	cpuset = vs_cgroup_find_cpuset_root(&cg->version, error);
+	if (!cpuset)
+		return NULL;
+	if (cg->version == 1) {
+		p->cpuset1 = vs_cgroup_fs_open(cpuset, error);
+		if (!p->cpuset1)
+			return NULL;
+	}
+	cg->scope = g_strdup(p->hierarchy);
+	cg->path = g_strdup(p->cpuset1 ? p->cpuset1->path : p->hierarchy);
+	g_message("systemd backend, cgroup v%d, units tracked in %s",
+		  cg->version, p->hierarchy);
+	return g_steal_pointer(&cg);
+}
