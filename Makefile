@@ -36,7 +36,7 @@ help:
 	@echo "make setup   install the Debian packages (root)"
 	@echo "make demo    the main job: guest A lends node 1 (vCPU + memory) to guest B and back, via vsharectl"
 	@echo "make check   every test (TAP through prove)"
-	@echo "make bench   BENCH lines: take-away/give-back vs qemu-ga, RSS, idle wake-ups"
+	@echo "make bench   BENCH lines: take-away/give-back vs qemu-ga (busybox and systemd guests), RSS, idle wake-ups, lend vs hotplug"
 	@echo "make fuzz    a long libFuzzer run of the frame/JSON/argument parser"
 	@echo "make kernel  the guest kernel series applied, stock and patched bzImage"
 	@echo "make bench-kernel  stock vs patched guest kernel, in-guest workloads"
@@ -118,6 +118,7 @@ demo-agent: build/rel/vshare-agent
 
 run-bench: build/rel/vshare-agent build/rel/vsharectl
 	tests/bench/bench.py
+	tests/bench/bench-systemd.py
 	tests/bench/bench-shim.py
 
 # ---- packaging ------------------------------------------------------------

@@ -46,6 +46,9 @@ typedef struct {
 		*cpuset1; /* v1 only: the cpuset hierarchy (cgroupfs backend) */
 	GPtrArray *known; /* loaded names among sd_known_units */
 	GHashTable *pinned; /* root-cgroup pids that refused affinity */
+	char *slice_path;   /* system.slice's D-Bus object */
+	gboolean cached;    /* cpus/mems below are what systemd has */
+	VsCpuSet cpus, mems;
 } SdPriv;
 
 /* ---- D-Bus ------------------------------------------------------------ */
@@ -81,8 +84,25 @@ static GDBusConnection *sd_connect(GError **error)
 	return NULL;
 }
 
-/* One method call; reconnects once if the bus went away (dbus-daemon or
- * systemd restarted). Errors come back in VS_ERROR, with @what. */
+/* The connection, made again if it went away (dbus-daemon or systemd
+ * restarted). */
+static GDBusConnection *sd_bus(SdPriv *p, GError **error)
+{
+	if (p->bus && g_dbus_connection_is_closed(p->bus))
+		g_clear_object(&p->bus);
+	if (!p->bus)
+		p->bus = sd_connect(error);
+	return p->bus;
+}
+
+static void sd_error(GError **error, GError *local, const char *what)
+{
+	g_dbus_error_strip_remote_error(local);
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC, "systemd: %s: %s", what,
+		    local->message);
+}
+
+/* One method call. Errors come back in VS_ERROR, with @what. */
 static GVariant *sd_call(SdPriv *p, const char *path, const char *iface,
 			 const char *method, GVariant *args, const char *ret,
 			 const char *what, GError **error)
@@ -91,18 +111,13 @@ static GVariant *sd_call(SdPriv *p, const char *path, const char *iface,
 	g_autoptr(GError) local = NULL;
 	GVariant *r;
 
-	if (p->bus && g_dbus_connection_is_closed(p->bus))
-		g_clear_object(&p->bus);
-	if (!p->bus && !(p->bus = sd_connect(error)))
+	if (!sd_bus(p, error))
 		return NULL;
 	r = g_dbus_connection_call_sync(
 		p->bus, SD_NAME, path, iface, method, a, G_VARIANT_TYPE(ret),
 		G_DBUS_CALL_FLAGS_NONE, SD_TIMEOUT_MS, NULL, &local);
-	if (!r) {
-		g_dbus_error_strip_remote_error(local);
-		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
-			    "systemd: %s: %s", what, local->message);
-	}
+	if (!r)
+		sd_error(error, local, what);
 	return r;
 }
 
@@ -164,12 +179,19 @@ static void bytes_to_set(GVariant *v, VsCpuSet *set)
 static gboolean sd_get_set(SdPriv *p, const char *name, VsCpuSet *set,
 			   gboolean *empty, GError **error)
 {
-	g_autoptr(GVariant) v =
-		sd_unit_prop(p, "system.slice",
-			     "org.freedesktop.systemd1.Slice", name, error);
+	g_autoptr(GVariant) r = NULL;
+	g_autoptr(GVariant) v = NULL;
 
-	if (!v)
+	if (!p->slice_path &&
+	    !(p->slice_path = sd_unit_path(p, "system.slice", error)))
 		return FALSE;
+	r = sd_call(
+		p, p->slice_path, "org.freedesktop.DBus.Properties", "Get",
+		g_variant_new("(ss)", "org.freedesktop.systemd1.Slice", name),
+		"(v)", "system.slice", error);
+	if (!r)
+		return FALSE;
+	g_variant_get(r, "(v)", &v);
 	if (!g_variant_is_of_type(v, G_VARIANT_TYPE_BYTESTRING)) {
 		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
 			    "systemd: %s is not a byte array", name);
@@ -310,11 +332,20 @@ static gboolean sd_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 
 	if (p->cpuset1)
 		return p->cpuset1->ops->get(p->cpuset1, cpus, mems, error);
+	if (p->cached) { /* the agent is the one writer of these */
+		*cpus = p->cpus;
+		*mems = p->mems;
+		return TRUE;
+	}
 	if (!sd_get_set(p, "AllowedCPUs", cpus, &ce, error) ||
-	    !sd_get_set(p, "AllowedMemoryNodes", mems, &me, error))
+	    !sd_get_set(p, "AllowedMemoryNodes", mems, &me, error) ||
+	    (ce && !vs_sys_online_cpus(cpus, error)) ||
+	    (me && !vs_sys_memory_nodes(mems, error)))
 		return FALSE;
-	return (!ce || vs_sys_online_cpus(cpus, error)) &&
-	       (!me || vs_sys_memory_nodes(mems, error));
+	p->cpus = *cpus;
+	p->mems = *mems;
+	p->cached = TRUE;
+	return TRUE;
 }
 
 static gboolean sd_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
@@ -334,43 +365,115 @@ static gboolean sd_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 	       (!me || vs_sys_memory_nodes(mems, error));
 }
 
-static gboolean sd_set_unit(SdPriv *p, const char *unit, const VsCpuSet *cpus,
-			    const VsCpuSet *mems, GError **error)
-{
-	GVariantBuilder b;
-	g_autoptr(GVariant) r = NULL;
+/* SetUnitProperties for every unit at once: the calls are all sent, then
+ * the replies collected on a private main context (the agent's own loop
+ * must not dispatch a new request meanwhile). systemd handles them in
+ * order, so the round trips overlap. */
+typedef struct {
+	const char *unit;
+	guint *pending;
+	GError **error;
+} SdReply;
 
-	g_variant_builder_init(&b, G_VARIANT_TYPE("a(sv)"));
-	g_variant_builder_add(&b, "(sv)", "AllowedCPUs", set_to_bytes(cpus));
-	g_variant_builder_add(&b, "(sv)", "AllowedMemoryNodes",
-			      set_to_bytes(mems));
-	r = sd_call(p, SD_PATH, SD_MANAGER, "SetUnitProperties",
-		    g_variant_new("(sba(sv))", unit, TRUE, &b), "()", unit,
-		    error);
-	return r != NULL;
+static void sd_reply(GObject *src, GAsyncResult *res, gpointer data)
+{
+	SdReply *r = data;
+	g_autoptr(GError) local = NULL;
+	g_autoptr(GVariant) v = g_dbus_connection_call_finish(
+		G_DBUS_CONNECTION(src), res, &local);
+
+	if (!v && !*r->error)
+		sd_error(r->error, local, r->unit);
+	(*r->pending)--;
 }
 
-/* The full set is written as empty sets: the units go back to
- * "unrestricted", as they were before the agent touched them. */
+static gboolean sd_set_units(SdPriv *p, GPtrArray *units, const VsCpuSet *cpus,
+			     const VsCpuSet *mems, GError **error)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	g_autofree SdReply *replies = g_new0(SdReply, units->len);
+	GError *first = NULL;
+	guint pending = 0;
+
+	if (!sd_bus(p, error))
+		return FALSE;
+	g_main_context_push_thread_default(ctx);
+	for (guint i = 0; i < units->len; i++) {
+		GVariantBuilder b;
+
+		g_variant_builder_init(&b, G_VARIANT_TYPE("a(sv)"));
+		if (cpus)
+			g_variant_builder_add(&b, "(sv)", "AllowedCPUs",
+					      set_to_bytes(cpus));
+		if (mems)
+			g_variant_builder_add(&b, "(sv)", "AllowedMemoryNodes",
+					      set_to_bytes(mems));
+		replies[i] = (SdReply){ units->pdata[i], &pending, &first };
+		pending++;
+		g_dbus_connection_call(
+			p->bus, SD_NAME, SD_PATH, SD_MANAGER,
+			"SetUnitProperties",
+			g_variant_new("(sba(sv))", units->pdata[i], TRUE, &b),
+			G_VARIANT_TYPE("()"), G_DBUS_CALL_FLAGS_NONE,
+			SD_TIMEOUT_MS, NULL, sd_reply, &replies[i]);
+	}
+	while (pending)
+		g_main_context_iteration(ctx, TRUE);
+	g_main_context_pop_thread_default(ctx);
+	if (first) {
+		g_propagate_error(error, first);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* What a unit is given: the set, or an empty one for "everything" (the
+ * units go back to unrestricted, as they were before the agent came). */
+static void sd_target(const VsCpuSet *set, const VsCpuSet *all, VsCpuSet *out)
+{
+	*out = *set;
+	if (vs_cpuset_equal(set, all))
+		vs_cpuset_clear(out);
+}
+
 static gboolean sd_set(VsCgroup *cg, const VsCpuSet *cpus, const VsCpuSet *mems,
 		       GError **error)
 {
 	SdPriv *p = cg->priv;
 	g_autoptr(GPtrArray) units = sd_units(p);
-	VsCpuSet online, nodes, none;
-	gboolean full = vs_sys_online_cpus(&online, NULL) &&
-			vs_sys_memory_nodes(&nodes, NULL) &&
-			vs_cpuset_equal(cpus, &online) &&
-			vs_cpuset_equal(mems, &nodes);
+	VsCpuSet online, nodes, tc, tm, got;
+	gboolean empty, same_c, same_m;
 
-	vs_cpuset_clear(&none);
-	for (guint i = 0; i < units->len; i++)
-		if (!sd_set_unit(p, units->pdata[i], full ? &none : cpus,
-				 full ? &none : mems, error))
-			return FALSE;
+	if (!vs_sys_online_cpus(&online, error) ||
+	    !vs_sys_memory_nodes(&nodes, error))
+		return FALSE;
+	sd_target(cpus, &online, &tc);
+	sd_target(mems, &nodes, &tm);
+	/* Only what changes: each property costs systemd a drop-in file. */
+	same_c = p->cached && vs_cpuset_equal(cpus, &p->cpus);
+	same_m = p->cached && vs_cpuset_equal(mems, &p->mems);
+	p->cached = FALSE; /* unknown until this change is complete */
+	if (!(same_c && same_m) && !sd_set_units(p, units, same_c ? NULL : &tc,
+						 same_m ? NULL : &tm, error))
+		return FALSE;
 	if (p->cpuset1)
 		return p->cpuset1->ops->set(p->cpuset1, cpus, mems, error);
-	return sd_pin_root(p, cpus, error);
+	/* systemd realises cgroups after replying: a last round trip (which
+	 * it serves after that) makes sure they are written, and checks. */
+	if (!sd_get_set(p, "AllowedCPUs", &got, &empty, error))
+		return FALSE;
+	if (!vs_cpuset_equal(&got, &tc)) {
+		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "systemd: system.slice did not take the "
+				    "new AllowedCPUs=");
+		return FALSE;
+	}
+	if (!sd_pin_root(p, cpus, error))
+		return FALSE;
+	p->cpus = *cpus;
+	p->mems = *mems;
+	p->cached = TRUE;
+	return TRUE;
 }
 
 static gint sd_count_outside(VsCgroup *cg, GError **error)
@@ -393,6 +496,7 @@ static void sd_free(VsCgroup *cg)
 	g_clear_object(&p->bus);
 	vs_cgroup_free(p->cpuset1);
 	g_free(p->hierarchy);
+	g_free(p->slice_path);
 	if (p->known)
 		g_ptr_array_unref(p->known);
 	if (p->pinned)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build (or reuse) a Debian bookworm guest disk for the systemd/cloud-init
 # tests: systemd, udev, cloud-init, Debian's cloud kernel, the libraries
-# vshare-agent needs, and a root shell on the virtio-serial port
+# vshare-agent needs, qemu-guest-agent (the benchmark's anchor; udev starts
+# it only when the host adds its port), and a root shell on the virtio-serial port
 # org.vshare.shell.0 (the tests' second channel, as in tests/vm).
 #
 # The package mirror is this machine's own apt configuration (its
@@ -26,7 +27,7 @@ done
 root=$out/root
 echo "image: mmdebstrap bookworm (sources: ${sources[*]})" >&2
 mmdebstrap --variant=important --quiet \
-	--include=systemd-sysv,udev,dbus,cloud-init,linux-image-cloud-amd64,initramfs-tools,libglib2.0-0,libjson-glib-1.0-0 \
+	--include=systemd-sysv,udev,dbus,cloud-init,linux-image-cloud-amd64,initramfs-tools,libglib2.0-0,libjson-glib-1.0-0,qemu-guest-agent \
 	--customize-hook='echo vshare-guest > "$1/etc/hostname"' \
 	--customize-hook='echo "LABEL=root / ext4 defaults 0 1" > "$1/etc/fstab"' \
 	--customize-hook='chroot "$1" passwd -d root' \

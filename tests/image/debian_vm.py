@@ -31,14 +31,35 @@ class DebianGuest(Guest):
         i = argv.index("-append")
         argv[i + 1] = ("root=/dev/vda rw console=ttyS0 panic=-1 "
                        "memhp_default_state=online_movable " + self.extra_append)
-        argv += ["-drive", f"file={os.path.join(self.image_dir, 'disk.raw')},"
-                 "format=raw,if=virtio,snapshot=on"]
+        # A qcow2 overlay over the cached disk: the cache never changes,
+        # and a second start() of the same guest is a reboot that keeps
+        # what the first boot installed.
+        overlay = self.path("overlay.qcow2")
+        if not os.path.exists(overlay):
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b",
+                            os.path.join(self.image_dir, "disk.raw"),
+                            "-F", "raw", overlay], check=True)
+        argv += ["-drive", f"file={overlay},format=qcow2,if=virtio"]
         if self.user_data is not None:
             seed = self.path("seed.img")
             ud = self.path("user-data")
-            with open(ud, "w") as f:
-                f.write(self.user_data)
-            subprocess.run(["cloud-localds", seed, ud], check=True)
+            if not os.path.exists(seed):
+                with open(ud, "w") as f:
+                    f.write(self.user_data)
+                subprocess.run(["cloud-localds", seed, ud], check=True)
             argv += ["-drive", f"file={seed},format=raw,if=virtio,"
                      "readonly=on"]
         return argv
+
+    def poweroff(self, timeout=120):
+        """A clean shutdown from inside (QEMU runs with -no-reboot), so
+        the overlay holds a consistent file system for the next start."""
+        try:
+            self.shell.ls.send(b"systemctl poweroff\n")
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stop()
