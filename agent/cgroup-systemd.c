@@ -324,27 +324,34 @@ static gboolean sd_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 	return TRUE;
 }
 
+/* system.slice's @cprop and @mprop; an empty set (unrestricted) reads as
+ * every online CPU / every node with memory. */
+static gboolean sd_get_pair(SdPriv *p, const char *cprop, const char *mprop,
+			    VsCpuSet *cpus, VsCpuSet *mems, GError **error)
+{
+	gboolean ce, me;
+
+	return sd_get_set(p, cprop, cpus, &ce, error) &&
+	       sd_get_set(p, mprop, mems, &me, error) &&
+	       (!ce || vs_sys_online_cpus(cpus, error)) &&
+	       (!me || vs_sys_memory_nodes(mems, error));
+}
+
 static gboolean sd_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 		       GError **error)
 {
 	SdPriv *p = cg->priv;
-	gboolean ce, me;
 
 	if (p->cpuset1)
 		return p->cpuset1->ops->get(p->cpuset1, cpus, mems, error);
-	if (p->cached) { /* the agent is the one writer of these */
-		*cpus = p->cpus;
-		*mems = p->mems;
-		return TRUE;
+	if (!p->cached) { /* the agent is the one writer of these */
+		if (!sd_get_pair(p, "AllowedCPUs", "AllowedMemoryNodes",
+				 &p->cpus, &p->mems, error))
+			return FALSE;
+		p->cached = TRUE;
 	}
-	if (!sd_get_set(p, "AllowedCPUs", cpus, &ce, error) ||
-	    !sd_get_set(p, "AllowedMemoryNodes", mems, &me, error) ||
-	    (ce && !vs_sys_online_cpus(cpus, error)) ||
-	    (me && !vs_sys_memory_nodes(mems, error)))
-		return FALSE;
-	p->cpus = *cpus;
-	p->mems = *mems;
-	p->cached = TRUE;
+	*cpus = p->cpus;
+	*mems = p->mems;
 	return TRUE;
 }
 
@@ -352,17 +359,13 @@ static gboolean sd_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 				 GError **error)
 {
 	SdPriv *p = cg->priv;
-	gboolean ce, me;
 
 	if (p->cpuset1)
 		return p->cpuset1->ops->get_effective(p->cpuset1, cpus, mems,
 						      error);
 	/* Empty while systemd has no cpuset for the slice (unrestricted). */
-	if (!sd_get_set(p, "EffectiveCPUs", cpus, &ce, error) ||
-	    !sd_get_set(p, "EffectiveMemoryNodes", mems, &me, error))
-		return FALSE;
-	return (!ce || vs_sys_online_cpus(cpus, error)) &&
-	       (!me || vs_sys_memory_nodes(mems, error));
+	return sd_get_pair(p, "EffectiveCPUs", "EffectiveMemoryNodes", cpus,
+			   mems, error);
 }
 
 /* SetUnitProperties for every unit at once: the calls are all sent, then

@@ -18,24 +18,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "image"))
 sys.path.insert(0, os.path.join(REPO, "tests", "vm"))
 from debian_vm import DebianGuest, build_image  # noqa: E402
 from vshare_vm import AgentClient, Shape  # noqa: E402
-
-
-def timed(fn):
-    t0 = time.monotonic()
-    fn()
-    return (time.monotonic() - t0) * 1000.0
-
-
-def bench(name, value, unit):
-    print(f"BENCH {name} {value} {unit}", flush=True)
-
-
-def vcpus(ids, online):
-    return [{"logical-id": i, "online": online} for i in ids]
+from bench import bench, timed, vcpus  # noqa: E402
 
 
 def main():

@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "vm"))
-from vshare_vm import AgentError, Guest, Shape, Tap  # noqa: E402
+from vshare_vm import AgentError, Guest, Shape, Tap, parse_list  # noqa: E402
 
 # Every task's allowed CPUs and nodes, with whether it is a kernel thread
 # (PF_KTHREAD in /proc/PID/stat's flags). One line per task.
@@ -22,17 +22,6 @@ SCAN = r"""for d in /proc/[0-9]*; do
   m=$(echo "$s" | sed -n 's/^Mems_allowed_list:\t//p')
   echo "${d#/proc/} $k $c $m"
 done"""
-
-
-def parse_list(text):
-    out = set()
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out.update(range(int(a), int(b) + 1))
-        elif part:
-            out.add(int(part))
-    return out
 
 
 def scan(g):

@@ -552,6 +552,18 @@ class Guest:
         self.stop()
 
 
+def parse_list(text):
+    """A kernel CPU/node list ("0-2,5") as a set."""
+    out = set()
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out.update(range(int(a), int(b) + 1))
+        elif part:
+            out.add(int(part))
+    return out
+
+
 # ---- TAP ---------------------------------------------------------------
 
 class Tap:
