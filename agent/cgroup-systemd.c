@@ -459,8 +459,11 @@ static gboolean sd_set(VsCgroup *cg, const VsCpuSet *cpus, const VsCpuSet *mems,
 	if (!(same_c && same_m) && !sd_set_units(p, units, same_c ? NULL : &tc,
 						 same_m ? NULL : &tm, error))
 		return FALSE;
+	/* v1: kthreads the cpuset hierarchy refuses (kthreadd) are pinned as
+	 * on v2. */
 	if (p->cpuset1)
-		return p->cpuset1->ops->set(p->cpuset1, cpus, mems, error);
+		return p->cpuset1->ops->set(p->cpuset1, cpus, mems, error) &&
+		       sd_pin_root(p, cpus, error);
 	/* systemd realises cgroups after replying: a last round trip (which
 	 * it serves after that) makes sure they are written, and checks. */
 	if (!sd_get_set(p, "AllowedCPUs", &got, &empty, error))
