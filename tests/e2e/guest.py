@@ -25,8 +25,10 @@ done"""
 
 
 def scan(g):
+    # ~7 forks a task in busybox sh: 300+ tasks take 1-2 min under a
+    # loaded TCG guest
     tasks = []
-    for line in g.shell.out(SCAN, timeout=120).splitlines():
+    for line in g.shell.out(SCAN, timeout=400).splitlines():
         f = line.split()
         if len(f) == 4:
             tasks.append((int(f[0]), f[1] == "1", parse_list(f[2]),
