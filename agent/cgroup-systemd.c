@@ -41,11 +41,12 @@ static const char *const sd_known_units[] = { "system.slice", "user.slice",
 
 typedef struct {
 	GDBusConnection *bus;
-	char *hierarchy; /* where systemd tracks units: v2 mount or name=systemd */
-	VsCgroup
-		*cpuset1; /* v1 only: the cpuset hierarchy (cgroupfs backend) */
-	GPtrArray *known; /* loaded names among sd_known_units */
-	GHashTable *pinned; /* root-cgroup pids that refused affinity */
+	/* Where systemd tracks units: the v2 mount, or name=systemd (v1). */
+	char *hierarchy;
+	/* v1 only: the cpuset hierarchy, run by the cgroupfs backend. */
+	VsCgroup *cpuset1;
+	GPtrArray *known;   /* loaded names among sd_known_units */
+	GHashTable *pinned; /* root-cgroup pids that refuse affinity */
 	char *slice_path;   /* system.slice's D-Bus object */
 	gboolean cached;    /* cpus/mems below are what systemd has */
 	VsCpuSet cpus, mems;
