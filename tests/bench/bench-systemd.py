@@ -54,7 +54,7 @@ def main():
                     f"[ $i -lt {a.tasks} ]; do sleep 100000 & i=$((i+1)); "
                     "done; wait'")
         for _ in range(600):
-            n = int(g.shell.out("ls -d /proc/[0-9]* | wc -l"))
+            n = int(g.shell.out("ls -d /proc/[0-9]* 2>/dev/null | wc -l"))
             if n >= a.tasks:
                 break
             time.sleep(0.5)
