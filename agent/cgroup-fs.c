@@ -94,32 +94,12 @@ static gboolean fs_set(VsCgroup *cg, const VsCpuSet *cpus, const VsCpuSet *mems,
 	       fs_write_set(cg, "mems", mems, error);
 }
 
-static GArray *fs_read_procs(const char *dir, GError **error)
-{
-	g_autofree char *f = g_build_filename(dir, "cgroup.procs", NULL);
-	g_autofree char *text = vs_read_file(f, error);
-	g_auto(GStrv) lines = NULL;
-	GArray *pids;
-
-	if (!text)
-		return NULL;
-	pids = g_array_new(FALSE, FALSE, sizeof(int));
-	lines = g_strsplit(text, "\n", -1);
-	for (char **l = lines; *l; l++) {
-		int pid = atoi(*l);
-
-		if (pid > 0)
-			g_array_append_val(pids, pid);
-	}
-	return pids;
-}
-
 static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 {
 	FsPriv *p = cg->priv;
 	g_autofree char *dest =
 		g_build_filename(cg->path, "cgroup.procs", NULL);
-	g_autoptr(GArray) pids = fs_read_procs(cg->scope, error);
+	g_autoptr(GArray) pids = vs_cgroup_read_procs(cg->scope, error);
 
 	if (!pids)
 		return FALSE;
@@ -150,7 +130,7 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 
 static gint fs_count_outside(VsCgroup *cg, GError **error)
 {
-	g_autoptr(GArray) pids = fs_read_procs(cg->scope, error);
+	g_autoptr(GArray) pids = vs_cgroup_read_procs(cg->scope, error);
 
 	return pids ? (gint)pids->len : -1;
 }

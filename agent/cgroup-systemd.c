@@ -246,33 +246,13 @@ static gboolean sd_load_known(SdPriv *p, GError **error)
 	return TRUE;
 }
 
-/* ---- the root cgroup's own tasks (v2) ----------------------------------- */
-
-static GArray *sd_root_pids(SdPriv *p, GError **error)
-{
-	g_autofree char *f =
-		g_build_filename(p->hierarchy, "cgroup.procs", NULL);
-	g_autofree char *text = vs_read_file(f, error);
-	g_auto(GStrv) lines = text ? g_strsplit(text, "\n", -1) : NULL;
-	GArray *pids;
-
-	if (!text)
-		return NULL;
-	pids = g_array_new(FALSE, FALSE, sizeof(int));
-	for (char **l = lines; *l; l++) {
-		int pid = atoi(*l);
-
-		if (pid > 0)
-			g_array_append_val(pids, pid);
-	}
-	return pids;
-}
+/* ---- the root cgroup's own tasks ----------------------------------------- */
 
 /* Pin what may be pinned; a task that refuses (per-CPU kthread) is
  * remembered and counted, one that exited is skipped. */
 static gboolean sd_pin_root(SdPriv *p, const VsCpuSet *cpus, GError **error)
 {
-	g_autoptr(GArray) pids = sd_root_pids(p, error);
+	g_autoptr(GArray) pids = vs_cgroup_read_procs(p->hierarchy, error);
 	cpu_set_t *mask = CPU_ALLOC(VS_MAX_CPUS);
 	gsize size = CPU_ALLOC_SIZE(VS_MAX_CPUS);
 
@@ -310,7 +290,7 @@ static gboolean sd_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 		return p->cpuset1->ops->sweep(p->cpuset1, stats, error);
 	/* v2: nothing moves; report the root's kthreads that cannot be
 	 * pinned (the others get the allocation in sd_set). */
-	pids = sd_root_pids(p, error);
+	pids = vs_cgroup_read_procs(p->hierarchy, error);
 	if (!pids)
 		return FALSE;
 	for (guint i = 0; i < pids->len; i++) {
@@ -490,7 +470,7 @@ static gint sd_count_outside(VsCgroup *cg, GError **error)
 
 	if (p->cpuset1)
 		return p->cpuset1->ops->count_outside(p->cpuset1, error);
-	pids = sd_root_pids(p, error);
+	pids = vs_cgroup_read_procs(p->hierarchy, error);
 	return pids ? (gint)pids->len : -1;
 }
 

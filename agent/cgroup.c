@@ -96,6 +96,26 @@ guint64 vs_task_flags(int pid)
 	return g_ascii_strtoull(fields[6], NULL, 10);
 }
 
+GArray *vs_cgroup_read_procs(const char *dir, GError **error)
+{
+	g_autofree char *f = g_build_filename(dir, "cgroup.procs", NULL);
+	g_autofree char *text = vs_read_file(f, error);
+	g_auto(GStrv) lines = NULL;
+	GArray *pids;
+
+	if (!text)
+		return NULL;
+	pids = g_array_new(FALSE, FALSE, sizeof(int));
+	lines = g_strsplit(text, "\n", -1);
+	for (char **l = lines; *l; l++) {
+		int pid = atoi(*l);
+
+		if (pid > 0)
+			g_array_append_val(pids, pid);
+	}
+	return pids;
+}
+
 gboolean vs_task_is_kthread(int pid)
 {
 	return (vs_task_flags(pid) & PF_KTHREAD) != 0;

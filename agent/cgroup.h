@@ -64,5 +64,7 @@ gboolean vs_cgroup_systemd_booted(void);
 /* Helpers shared by backends (cgroup.c). */
 int vs_cgroup_detect(const char *dir, GError **error); /* 1, 2 or 0 */
 char *vs_cgroup_find_cpuset_root(int *version, GError **error);
+/* The pids in @dir's cgroup.procs. */
+GArray *vs_cgroup_read_procs(const char *dir, GError **error);
 guint64 vs_task_flags(int pid); /* PF_* from /proc/PID/stat, 0 if gone */
 gboolean vs_task_is_kthread(int pid);
