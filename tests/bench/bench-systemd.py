@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "image"))
 sys.path.insert(0, os.path.join(REPO, "tests", "vm"))
 from debian_vm import DebianGuest, build_image  # noqa: E402
 from vshare_vm import AgentClient, Shape  # noqa: E402
-from bench import bench, timed, vcpus  # noqa: E402
+from bench import (agent_cycles, bench, print_agent_runs,  # noqa: E402
+                   print_qga_runs, qga_cycles)
 
 
 def main():
@@ -61,27 +62,13 @@ def main():
         print(f"# Debian guest up in {g.boot_seconds:.1f} s ({g.shape}, "
               f"backend {backend['backend']}, cgroup v{backend['version']},"
               f" {n} tasks, TCG)", flush=True)
-        tk, gb, steps = [], [], []
-        for _ in range(a.repeat):
-            tk.append(timed(lambda: steps.append(ag.call(
-                "vshare-set-allocation", cpus="0-1")["steps-us"])))
-            gb.append(timed(lambda: ag.call("vshare-set-allocation",
-                                            cpus="0-3")))
-        off, on = [], []
-        for _ in range(a.repeat):
-            off.append(timed(lambda: qga.call(
-                "guest-set-vcpus", vcpus=vcpus([2, 3], False))))
-            on.append(timed(lambda: qga.call(
-                "guest-set-vcpus", vcpus=vcpus([2, 3], True))))
+        tk, gb, steps = agent_cycles(ag, dict(cpus="0-1"), dict(cpus="0-3"),
+                                     a.repeat)
+        off, on = qga_cycles(qga, [2, 3], a.repeat)
         take, give = statistics.median(tk), statistics.median(gb)
         qoff, qon = statistics.median(off), statistics.median(on)
-        print(f"# take-away runs {[round(x, 1) for x in tk]}, give-back "
-              f"{[round(x, 1) for x in gb]}", flush=True)
-        print("# take-away inside the agent (median us): " + ", ".join(
-            f"{k} {statistics.median(x[k] for x in steps):.0f}"
-            for k in steps[0]), flush=True)
-        print(f"# qemu-ga offline runs {[round(x, 1) for x in off]}, "
-              f"online {[round(x, 1) for x in on]}", flush=True)
+        print_agent_runs(tk, gb, steps)
+        print_qga_runs(off, on)
         bench("systemd_takeaway_ms", f"{take:.1f}", "ms")
         bench("systemd_giveback_ms", f"{give:.1f}", "ms")
         bench("systemd_qga_offline_ms", f"{qoff:.1f}", "ms")

@@ -47,6 +47,41 @@ def vcpus(ids, online):
     return [{"logical-id": i, "online": online} for i in ids]
 
 
+def agent_cycles(ag, take, give, repeat):
+    """@repeat take-away / give-back pairs through the agent: latencies
+    (ms) of each, and the agent's own step timings of each take-away."""
+    tk, gb, steps = [], [], []
+    for _ in range(repeat):
+        tk.append(timed(lambda: steps.append(ag.call(
+            "vshare-set-allocation", **take)["steps-us"])))
+        gb.append(timed(lambda: ag.call("vshare-set-allocation", **give)))
+    return tk, gb, steps
+
+
+def qga_cycles(qga, ids, repeat):
+    """@repeat offline / online pairs of vCPUs @ids through qemu-ga."""
+    off, on = [], []
+    for _ in range(repeat):
+        off.append(timed(lambda: qga.call("guest-set-vcpus",
+                                          vcpus=vcpus(ids, False))))
+        on.append(timed(lambda: qga.call("guest-set-vcpus",
+                                         vcpus=vcpus(ids, True))))
+    return off, on
+
+
+def print_agent_runs(tk, gb, steps, prefix="# "):
+    print(f"{prefix}take-away runs {[round(x, 1) for x in tk]}, give-back "
+          f"{[round(x, 1) for x in gb]}", flush=True)
+    print("# take-away inside the agent (median us): " + ", ".join(
+        f"{k} {statistics.median(x[k] for x in steps):.0f}"
+        for k in steps[0]), flush=True)
+
+
+def print_qga_runs(off, on):
+    print(f"# qemu-ga offline runs {[round(x, 1) for x in off]}, "
+          f"online {[round(x, 1) for x in on]}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -73,34 +108,19 @@ def main():
         results = {}
         for n in [int(x) for x in a.tasks.split(",")]:
             total = set_tasks(g, n)
-            tk, gb, steps = [], [], []
-            for _ in range(a.repeat):
-                tk.append(timed(lambda: steps.append(ag.call(
-                    "vshare-set-allocation", **take)["steps-us"])))
-                gb.append(timed(lambda: ag.call("vshare-set-allocation",
-                                                **give)))
+            tk, gb, steps = agent_cycles(ag, take, give, a.repeat)
             results[n] = (statistics.median(tk), statistics.median(gb))
             bench(f"takeaway_ms_{n}_tasks", f"{results[n][0]:.1f}", "ms")
             bench(f"giveback_ms_{n}_tasks", f"{results[n][1]:.1f}", "ms")
-            print(f"# {total} tasks in the guest; take-away runs "
-                  f"{[round(x, 1) for x in tk]}, give-back "
-                  f"{[round(x, 1) for x in gb]}", flush=True)
-            print("# take-away inside the agent (median us): " + ", ".join(
-                f"{k} {statistics.median(x[k] for x in steps):.0f}"
-                for k in steps[0]), flush=True)
+            print_agent_runs(tk, gb, steps,
+                             prefix=f"# {total} tasks in the guest; ")
             if n != 1000:
                 continue
-            off, on = [], []
-            for _ in range(a.repeat):
-                off.append(timed(lambda: qga.call(
-                    "guest-set-vcpus", vcpus=vcpus([2, 3], False))))
-                on.append(timed(lambda: qga.call(
-                    "guest-set-vcpus", vcpus=vcpus([2, 3], True))))
+            off, on = qga_cycles(qga, [2, 3], a.repeat)
             qoff, qon = statistics.median(off), statistics.median(on)
             bench("qga_offline_ms_1000_tasks", f"{qoff:.1f}", "ms")
             bench("qga_online_ms_1000_tasks", f"{qon:.1f}", "ms")
-            print(f"# qemu-ga offline runs {[round(x, 1) for x in off]}, "
-                  f"online {[round(x, 1) for x in on]}", flush=True)
+            print_qga_runs(off, on)
             bench("takeaway_vs_qga_offline_ratio",
                   f"{results[n][0] / qoff:.3f}", "ratio")
             bench("giveback_vs_qga_online_ratio",
