@@ -7,7 +7,9 @@ PKGS="gcc make pkg-config perl python3 libglib2.0-dev libjson-glib-dev
 clang libclang-rt-14-dev clang-format qemu-system-x86 qemu-utils
 linux-image-amd64 busybox-static qemu-guest-agent valgrind
 linux-source-6.1 ccache flex bison bc libelf-dev xz-utils git
-dpkg-dev lintian mmdebstrap cloud-image-utils e2fsprogs"
+dpkg-dev lintian mmdebstrap cloud-image-utils e2fsprogs
+libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
+liblua5.4-dev"
 
 missing=""
 for p in $PKGS; do
