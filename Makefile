@@ -10,7 +10,8 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes -Wno-unused-parameter
-CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim
+CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim/lib \
+            -Ihost-shim/cli
 BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS)
 REL      := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 REL_LD   := -Wl,-z,relro -Wl,-z,now
@@ -21,15 +22,16 @@ PROTO_SRC := protocol/cpuset.c protocol/framer.c protocol/message.c \
              protocol/dispatch.c protocol/util.c build/gen/vs-schema.c
 AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
              agent/cgroup-fs.c agent/cgroup-systemd.c agent/sysinfo.c agent/alloc.c
-SHIM_SRC  := host-shim/main.c host-shim/conn.c host-shim/registry.c \
-             host-shim/vm.c host-shim/throttle.c host-shim/ledger.c \
-             host-shim/change.c host-shim/status.c host-shim/hostinfo.c
-HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*.h)
+HOSTLIB_SRC := $(wildcard host-shim/lib/*.c)
+CLI_SRC   := $(wildcard host-shim/cli/*.c)
+SHIM_SRC  := $(CLI_SRC) $(HOSTLIB_SRC)
+HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 
 .PHONY: all help check demo demo-agent bench bench-kernel kernel deb install fuzz format format-check docs clean setup \
         run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
+     build/san/test-host \
      build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl
 
 help:
@@ -79,6 +81,9 @@ build/san/vsharectl: $(SHIM_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o
 build/san/test-protocol: build/san/tests/unit/test-protocol.o $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
+build/san/test-host: build/san/tests/unit/test-host.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+
 build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs-schema.c
 	@mkdir -p $(@D)
 	$(CLANG) -std=gnu11 $(CPPFLAGS) $(PKG_CFLAGS) -g -O1 \
@@ -87,7 +92,7 @@ build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs
 
 # ---- tests -----------------------------------------------------------------
 # Every test prints TAP; prove gives the summary line CI reads.
-TESTS := build/san/test-protocol tests/unit/protocol-docs.t \
+TESTS := build/san/test-protocol tests/unit/host.t tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
          tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
@@ -147,10 +152,10 @@ fuzz: build/fuzz/fuzz-proto
 	  -max_len=70000 build/fuzz/corpus tests/fuzz/seeds
 
 format:
-	clang-format -i $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format -i $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*/*.[ch] tests/unit/*.c tests/fuzz/*.c)
 
 format-check:
-	clang-format --dry-run -Werror $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format --dry-run -Werror $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*/*.[ch] tests/unit/*.c tests/fuzz/*.c)
 
 clean:
 	rm -rf build

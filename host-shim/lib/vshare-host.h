@@ -49,6 +49,7 @@ typedef enum {
 	VS_HOST_ERROR_BUSY,	   /* another process holds the lock */
 	VS_HOST_ERROR_UNREACHABLE, /* a peer is gone or did not answer */
 	VS_HOST_ERROR_HOSTILE,	   /* a peer sent something we refuse */
+	VS_HOST_ERROR_GONE,	   /* the peer does not exist any more */
 } VsHostError;
 
 const char *vs_host_error_name(int code);
@@ -151,13 +152,14 @@ typedef struct {
 	guint64 node_mem[VS_MAX_NODES]; /* virtio-mem pool; 0 = unlimited */
 	GArray *pcpus;			/* guint, ascending: pCPU of vCPU i */
 	VsCpuSet all;			/* every pCPU */
+	VsCpuSet nodes;			/* node numbers present */
 	gboolean declared;		/* from host.conf, not sysfs */
 } VsHost;
 
 gboolean vs_host_load(const VsConfig *c, VsHost *host, GError **error);
 /* Parse a declared layout (host.conf text). */
-gboolean vs_host_from_keyfile(const char *text, const char *where,
-			      VsHost *host, GError **error);
+gboolean vs_host_from_keyfile(const char *text, const char *where, VsHost *host,
+			      GError **error);
 void vs_host_clear(VsHost *host);
 int vs_host_node_of(const VsHost *host, guint pcpu);
 char *vs_host_describe(const VsHost *host);
@@ -177,11 +179,11 @@ typedef enum {
 struct VsVmConf {
 	char *name;
 	VsDriverKind driver;
-	char *qmp;	/* qmp: QMP socket */
-	char *agent;	/* qmp: agent socket (libvirt: from the XML) */
-	char *pidfile;	/* qmp: the QEMU pid the QMP peer must be */
-	char *domain;	/* libvirt: domain name or UUID */
-	char *uri;	/* libvirt: connection URI */
+	char *qmp;     /* qmp: QMP socket */
+	char *agent;   /* qmp: agent socket (libvirt: from the XML) */
+	char *pidfile; /* qmp: the QEMU pid the QMP peer must be */
+	char *domain;  /* libvirt: domain name or UUID */
+	char *uri;     /* libvirt: connection URI */
 };
 
 void vs_vmconf_free(VsVmConf *v);
@@ -193,8 +195,8 @@ gboolean vs_name_valid(const char *name, GError **error);
 VsVmConf *vs_registry_get(const VsConfig *c, const char *name, GError **error);
 /* Names of registered VMs, sorted. */
 char **vs_registry_list(const VsConfig *c, GError **error);
-gboolean vs_registry_add(const VsConfig *c, const VsVmConf *v,
-			 gboolean force, GError **error);
+gboolean vs_registry_add(const VsConfig *c, const VsVmConf *v, gboolean force,
+			 GError **error);
 gboolean vs_registry_remove(const VsConfig *c, const char *name,
 			    GError **error);
 
@@ -270,6 +272,8 @@ gboolean vs_vm_pin(VsVm *vm, const VsHost *host, GError **error);
 gboolean vs_vm_mem_resize(VsVm *vm, VsVmem *d, guint64 bytes, int timeout_ms,
 			  guint64 *reached, GError **error);
 gboolean vs_vm_alive(VsVm *vm);
+/* Affinity of thread @tid to exactly @pcpu (any CPU number). */
+gboolean vs_pin_thread(gint64 tid, guint pcpu, GError **error);
 /* Nanoseconds of CPU the vCPU thread has run, -1 if unknown. */
 gint64 vs_vm_vcpu_cputime_ns(VsVm *vm, guint vcpu);
 VsPeer *vs_vm_agent(VsVm *vm, int timeout_ms, GError **error);
@@ -367,9 +371,9 @@ typedef struct {
 	const char *vm;	  /* cpus, mem, forget */
 	const char *from; /* lend */
 	const char *to;
-	VsCpuSet cpus;	  /* cpus: the new set (empty: parked); lend: moved */
-	int node;	  /* mem, lend with memory; -1 none */
-	guint64 bytes;	  /* mem: new size; lend: moved */
+	VsCpuSet cpus; /* cpus: the new set (empty: parked); lend: moved */
+	int node;      /* mem, lend with memory; -1 none */
+	guint64 bytes; /* mem: new size; lend: moved */
 	VsMode mode;
 } VsChangeReq;
 
@@ -440,9 +444,10 @@ typedef struct {
 	gboolean partial; /* memory: a change reached less than asked */
 } VsSession;
 
-/* Load layout and ledger; with @lock, take the lock (no wait) and roll
- * back whatever a killed process left. */
-gboolean vs_session_open(VsSession *s, const VsConfig *c, gboolean lock,
+/* Load layout and ledger. @lock_fd: a lock from vs_store_lock (the
+ * session owns it and rolls back whatever a killed process left), or -1
+ * for a read-only session. */
+gboolean vs_session_open(VsSession *s, const VsConfig *c, int lock_fd,
 			 VsEventFunc emit, gpointer data, GError **error);
 void vs_session_close(VsSession *s);
 VsVm *vs_session_vm(VsSession *s, const char *name, GError **error);
@@ -450,15 +455,26 @@ VsVm *vs_session_vm(VsSession *s, const char *name, GError **error);
 gboolean vs_session_change(VsSession *s, const VsChangeReq *req,
 			   GError **error);
 /* Roll back an interrupted change (journal present). */
-gboolean vs_session_recover(VsSession *s, gboolean *recovered,
-			    GError **error);
+gboolean vs_session_recover(VsSession *s, gboolean *recovered, GError **error);
+/* Is this journal text well formed (fuzzing, tests)? */
+gboolean vs_journal_check(const char *text, GError **error);
 /* Run a plan: journalled, all-or-nothing. */
 gboolean vs_txn_run(VsSession *s, VsPlan *plan, GError **error);
 
 /* apply.c */
+/* @prev: the entry before the change (NULL in undo). */
 gboolean vs_apply_cpus(VsSession *s, const char *name, VsLedgerVm *want,
-		       VsMode mode, GError **error);
+		       const VsLedgerVm *prev, VsMode mode, GError **error);
 gboolean vs_apply_mem(VsSession *s, const char *name, VsLedgerVm *want,
 		      gboolean allow_partial, guint64 reached[VS_MAX_NODES],
 		      GError **error);
 void vs_emit(VsSession *s, const VsEvent *ev);
+
+/* observe.c: `status` and metrics. Begin opens the VMs, asks the agents
+ * and samples vCPU run time; the caller waits; end samples again and
+ * returns the JSON document (docs/vsharectl.md). */
+typedef struct VsObservation VsObservation;
+VsObservation *vs_observe_begin(VsSession *s, char **names);
+JsonNode *vs_observe_end(VsObservation *o);
+void vs_observation_free(VsObservation *o);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsObservation, vs_observation_free)

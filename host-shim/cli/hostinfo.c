@@ -5,7 +5,12 @@
  * Everything is read from sysfs/procfs (VSHARE_SYSFS moves /sys for the
  * tests, which cannot have VMX/SVM hardware here).
  */
-#include "vsharectl.h"
+#include "cli.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <poll.h>
+#include <signal.h>
 
 #include <errno.h>
 #include <string.h>
@@ -31,12 +36,12 @@ static const Vendor vendors[] = {
 	    "pause_filter_count_max", NULL } },
 };
 
-static char *sys_path(const VsOpts *o, const char *rel)
+static char *sys_path(const Cli *o, const char *rel)
 {
-	return g_build_filename(o->sysfs, rel, NULL);
+	return g_build_filename(o->cfg.sysfs, rel, NULL);
 }
 
-static char *param(const VsOpts *o, const char *module, const char *name)
+static char *param(const Cli *o, const char *module, const char *name)
 {
 	g_autofree char *rel =
 		g_strdup_printf("module/%s/parameters/%s", module, name);
@@ -45,7 +50,7 @@ static char *param(const VsOpts *o, const char *module, const char *name)
 	return vs_read_file(path, NULL);
 }
 
-static gboolean module_loaded(const VsOpts *o, const char *module)
+static gboolean module_loaded(const Cli *o, const char *module)
 {
 	g_autofree char *rel = g_strdup_printf("module/%s", module);
 	g_autofree char *path = sys_path(o, rel);
@@ -59,7 +64,7 @@ static gint cmp_str(gconstpointer a, gconstpointer b)
 }
 
 /* "kvm, kvm_pvm" */
-static char *kvm_modules(const VsOpts *o)
+static char *kvm_modules(const Cli *o)
 {
 	g_autofree char *dir = sys_path(o, "module");
 	g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
@@ -75,7 +80,7 @@ static char *kvm_modules(const VsOpts *o)
 			      : g_strdup("none");
 }
 
-static const Vendor *loaded_vendor(const VsOpts *o, GError **error)
+static const Vendor *loaded_vendor(const Cli *o, GError **error)
 {
 	g_autofree char *mods = NULL;
 
@@ -83,7 +88,7 @@ static const Vendor *loaded_vendor(const VsOpts *o, GError **error)
 		if (module_loaded(o, vendors[i].module))
 			return &vendors[i];
 	mods = kvm_modules(o);
-	g_set_error(error, VSC_ERROR, VS_EXIT_UNSUPPORTED,
+	g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNSUPPORTED,
 		    "no kvm_intel or kvm_amd module is loaded (KVM modules "
 		    "here: %s): pause-loop exiting is a VMX/SVM feature, so "
 		    "this host has none to show, set or count",
@@ -98,7 +103,7 @@ static const char cpu_pm_note[] =
 	"for a VM whose vCPUs share pCPUs: a spinning vCPU then never "
 	"yields.\n";
 
-static int ple_show(const VsOpts *o, const Vendor *v)
+static int ple_show(const Cli *o, const Vendor *v)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_autoptr(JsonNode) root = NULL;
@@ -126,7 +131,7 @@ static int ple_show(const VsOpts *o, const Vendor *v)
 	json_builder_end_object(b);
 	root = json_builder_get_root(b);
 	if (o->json) {
-		vs_print_json(root);
+		cli_print_json(root);
 		return VS_EXIT_OK;
 	}
 	g_print("%s: pause-loop exiting %s\n", v->module,
@@ -142,8 +147,8 @@ static int ple_show(const VsOpts *o, const Vendor *v)
 	return VS_EXIT_OK;
 }
 
-static int ple_set(const VsOpts *o, const Vendor *v, const char *dir,
-		   gint64 gap, gint64 window, gboolean disable)
+static int ple_set(const Cli *o, const Vendor *v, const char *dir, gint64 gap,
+		   gint64 window, gboolean disable)
 {
 	g_autofree char *path = g_build_filename(dir, "vshare-ple.conf", NULL);
 	g_autoptr(GString) s = g_string_new(NULL);
@@ -166,7 +171,7 @@ static int ple_set(const VsOpts *o, const Vendor *v, const char *dir,
 				       window);
 	g_string_append_c(s, '\n');
 	if (g_mkdir_with_parents(dir, 0755) < 0 ||
-	    !vs_write_atomic(path, s->str, &error)) {
+	    !vs_write_private(path, s->str, &error) || chmod(path, 0644) < 0) {
 		g_printerr("vsharectl: %s\n",
 			   error ? error->message : g_strerror(errno));
 		return VS_EXIT_FAILED;
@@ -214,23 +219,175 @@ static gint64 line_tid(const char *line)
 	return p > line && p[-1] == '-' ? g_ascii_strtoll(p, NULL, 10) : -1;
 }
 
-static int ple_watch(const VsOpts *o, const Vendor *v, int seconds)
+/* Thread id -> "VM vCPU N" for the registered VMs. */
+static GHashTable *vcpu_names(const Cli *o)
 {
-	g_autofree char *tfs = tracefs_dir();
-	g_autofree char *inst = NULL;
-	g_autofree char *ev = NULL;
-	g_autofree char *pipe_path = NULL;
-	g_autoptr(GHashTable) who = g_hash_table_new_full(
-		g_int64_hash, g_int64_equal, g_free, g_free);
+	GHashTable *who = g_hash_table_new_full(g_int64_hash, g_int64_equal,
+						g_free, g_free);
+	g_auto(GStrv) names = vs_registry_list(&o->cfg, NULL);
+
+	for (guint i = 0; names[i]; i++) {
+		g_autoptr(VsVmConf) c =
+			vs_registry_get(&o->cfg, names[i], NULL);
+		g_autoptr(VsVm) vm =
+			c ? vs_vm_open(&o->cfg, g_steal_pointer(&c), NULL)
+			  : NULL;
+
+		for (guint k = 0; vm && k < vm->vcpus->len; k++)
+			g_hash_table_insert(
+				who,
+				g_memdup2(&g_array_index(vm->vcpus, VsVcpu, k)
+						   .tid,
+					  sizeof(gint64)),
+				g_strdup_printf("%s vCPU %u", names[i], k));
+	}
+	return who;
+}
+
+typedef struct {
+	char *inst;	  /* tracing instance (or the top tracefs) */
+	gboolean own;	  /* we created @inst */
+	gboolean enabled; /* we enabled kvm_exit in it */
+	char *event;	  /* .../events/kvm/kvm_exit */
+} Trace;
+
+/* Disable what we enabled, remove what we created: always, also on
+ * Ctrl-C (the caller turns SIGINT/SIGTERM into a loop exit). */
+static void trace_cleanup(Trace *t)
+{
+	if (t->enabled) {
+		g_autofree char *en =
+			g_build_filename(t->event, "enable", NULL);
+		g_autofree char *fi =
+			g_build_filename(t->event, "filter", NULL);
+
+		vs_write_file(en, "0", NULL);
+		vs_write_file(fi, "0", NULL);
+	}
+	if (t->own)
+		rmdir(t->inst);
+	g_free(t->inst);
+	g_free(t->event);
+}
+
+static gboolean trace_setup(Trace *t, const char *tfs, const Vendor *v,
+			    GError **error)
+{
+	g_autofree char *en = NULL, *fi = NULL;
+
+	/* A private trace instance: the global buffer stays untouched. */
+	t->inst = g_strdup_printf("%s/instances/vsharectl-%d", tfs, getpid());
+	t->own = !g_getenv("VSHARE_TRACEFS") && mkdir(t->inst, 0700) == 0;
+	if (!t->own) {
+		g_free(t->inst);
+		t->inst = g_strdup(tfs);
+	}
+	t->event = g_build_filename(t->inst, "events/kvm/kvm_exit", NULL);
+	if (g_getenv("VSHARE_TRACEFS"))
+		return TRUE; /* a test's fake: nothing to enable */
+	fi = g_build_filename(t->event, "filter", NULL);
+	en = g_build_filename(t->event, "enable", NULL);
+	if (!vs_write_file(fi, v->exit_reason, error))
+		return FALSE;
+	t->enabled = TRUE;
+	return vs_write_file(en, "1", error);
+}
+
+static volatile sig_atomic_t watch_stop;
+
+static void on_stop(int sig)
+{
+	watch_stop = sig;
+}
+
+static void count_line(GHashTable *count, const char *line)
+{
+	gint64 tid = line_tid(line);
+
+	if (tid < 0)
+		return;
+	g_hash_table_insert(
+		count, g_memdup2(&tid, sizeof(tid)),
+		GINT_TO_POINTER(
+			GPOINTER_TO_INT(g_hash_table_lookup(count, &tid)) + 1));
+}
+
+static void flush_counts(GHashTable *who, GHashTable *count, int sec)
+{
+	GHashTableIter it;
+	gpointer k, val;
+
+	g_hash_table_iter_init(&it, count);
+	while (g_hash_table_iter_next(&it, &k, &val)) {
+		const char *name = g_hash_table_lookup(who, k);
+
+		g_print("t=%d %s (thread %" G_GINT64_FORMAT "): %d\n", sec,
+			name ? name : "unregistered", *(gint64 *)k,
+			GPOINTER_TO_INT(val));
+	}
+	g_hash_table_remove_all(count);
+}
+
+/* Lines from the non-blocking pipe into @count; FALSE at EOF. */
+static gboolean read_lines(int fd, GString *buf, GHashTable *count)
+{
+	char chunk[4096];
+	ssize_t n = read(fd, chunk, sizeof(chunk));
+	char *nl;
+
+	if (n == 0)
+		return FALSE;
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	g_string_append_len(buf, chunk, n);
+	while ((nl = strchr(buf->str, '\n'))) {
+		*nl = '\0';
+		count_line(count, buf->str);
+		g_string_erase(buf, 0, nl - buf->str + 1);
+	}
+	if (buf->len > 65536)
+		g_string_truncate(buf, 0);
+	return TRUE;
+}
+
+/* Count PAUSE exits per vCPU thread for @seconds: poll() with the
+ * deadline, so a quiet pipe cannot hold us past it. */
+static void watch_loop(int fd, GHashTable *who, int seconds)
+{
 	g_autoptr(GHashTable) count = g_hash_table_new_full(
 		g_int64_hash, g_int64_equal, g_free, NULL);
-	g_auto(GStrv) names = vs_registry_list(o, NULL);
-	g_autoptr(GError) error = NULL;
-	gboolean own_instance;
-	FILE *f;
-	char line[1024];
-	gint64 end, next;
+	g_autoptr(GString) buf = g_string_new(NULL);
+	gint64 end = g_get_monotonic_time() + (gint64)seconds * G_USEC_PER_SEC;
+	gint64 next = g_get_monotonic_time() + G_USEC_PER_SEC;
+	gboolean eof = FALSE;
 	int sec = 0;
+
+	while (!watch_stop && g_get_monotonic_time() < end) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		gint64 until = MIN(end, next);
+		int ms = (int)MAX((until - g_get_monotonic_time()) / 1000, 0);
+
+		if (!eof && poll(&pf, 1, ms) > 0)
+			eof = !read_lines(fd, buf, count);
+		else if (eof)
+			poll(NULL, 0, ms); /* a fake file ended: wait it out */
+		if (g_get_monotonic_time() >= next) {
+			flush_counts(who, count, sec++);
+			next += G_USEC_PER_SEC;
+		}
+	}
+	flush_counts(who, count, sec);
+}
+
+static int ple_watch(const Cli *o, const Vendor *v, int seconds)
+{
+	g_autofree char *tfs = tracefs_dir();
+	g_autofree char *pipe_path = NULL;
+	g_autoptr(GHashTable) who = NULL;
+	g_autoptr(GError) error = NULL;
+	struct sigaction sa = { .sa_handler = on_stop }, old_int, old_term;
+	Trace t = { 0 };
+	int fd, rc = VS_EXIT_OK;
 
 	if (!tfs) {
 		g_printerr("vsharectl: ple watch: no tracefs (mount -t tracefs "
@@ -238,109 +395,33 @@ static int ple_watch(const VsOpts *o, const Vendor *v, int seconds)
 			   "it: cannot count PAUSE exits\n");
 		return VS_EXIT_UNSUPPORTED;
 	}
-	for (guint i = 0; names[i]; i++) {
-		g_autoptr(VsVmConf) c = vs_registry_get(o, names[i], NULL);
-		g_autoptr(VsVm) vm = NULL;
-
-		if (!c)
-			continue;
-		vm = vs_vm_open(g_steal_pointer(&c), NULL);
-		for (guint k = 0; vm && k < vm->vcpus->len; k++) {
-			gint64 *key = g_new(gint64, 1);
-
-			*key = g_array_index(vm->vcpus, VsVcpu, k).tid;
-			g_hash_table_insert(
-				who, key,
-				g_strdup_printf("%s vCPU %u", names[i], k));
-		}
+	who = vcpu_names(o);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	if (!trace_setup(&t, tfs, v, &error)) {
+		g_printerr("vsharectl: ple watch: %s\n", error->message);
+		rc = VS_EXIT_UNSUPPORTED;
+		goto out;
 	}
-	/* A private trace instance: the global buffer stays untouched. */
-	inst = g_strdup_printf("%s/instances/vsharectl-%d", tfs, getpid());
-	own_instance = !g_getenv("VSHARE_TRACEFS") && mkdir(inst, 0700) == 0;
-	if (!own_instance) {
-		g_free(inst);
-		inst = g_strdup(tfs);
-	}
-	ev = g_build_filename(inst, "events/kvm/kvm_exit", NULL);
-	if (!g_getenv("VSHARE_TRACEFS")) {
-		g_autofree char *filter = g_build_filename(ev, "filter", NULL);
-		g_autofree char *enable = g_build_filename(ev, "enable", NULL);
-
-		if (!vs_write_file(filter, v->exit_reason, &error) ||
-		    !vs_write_file(enable, "1", &error)) {
-			g_printerr("vsharectl: ple watch: %s\n",
-				   error->message);
-			if (own_instance)
-				rmdir(inst);
-			return VS_EXIT_UNSUPPORTED;
-		}
-	}
-	pipe_path = g_build_filename(inst, "trace_pipe", NULL);
-	f = fopen(pipe_path, "re");
-	if (!f) {
+	pipe_path = g_build_filename(t.inst, "trace_pipe", NULL);
+	fd = open(pipe_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		g_printerr("vsharectl: ple watch: %s: %s\n", pipe_path,
 			   g_strerror(errno));
-		if (own_instance)
-			rmdir(inst);
-		return VS_EXIT_UNSUPPORTED;
+		rc = VS_EXIT_UNSUPPORTED;
+		goto out;
 	}
-	end = g_get_monotonic_time() + (gint64)seconds * G_USEC_PER_SEC;
-	next = g_get_monotonic_time() + G_USEC_PER_SEC;
 	g_print("PAUSE exits per second (%s), by VM and vCPU\n", v->module);
-	while (fgets(line, sizeof(line), f)) {
-		gint64 tid = line_tid(line);
-		gint64 *key;
-
-		if (tid >= 0) {
-			key = g_new(gint64, 1);
-			*key = tid;
-			g_hash_table_insert(
-				count, key,
-				GINT_TO_POINTER(
-					GPOINTER_TO_INT(g_hash_table_lookup(
-						count, &tid)) +
-					1));
-		}
-		if (g_get_monotonic_time() >= next) {
-			GHashTableIter it;
-			gpointer k, val;
-
-			g_hash_table_iter_init(&it, count);
-			while (g_hash_table_iter_next(&it, &k, &val)) {
-				const char *name = g_hash_table_lookup(who, k);
-
-				g_print("t=%d %s (thread %" G_GINT64_FORMAT
-					"): %d\n",
-					sec, name ? name : "unregistered",
-					*(gint64 *)k, GPOINTER_TO_INT(val));
-			}
-			g_hash_table_remove_all(count);
-			next += G_USEC_PER_SEC;
-			sec++;
-		}
-		if (g_get_monotonic_time() >= end)
-			break;
-	}
-	fclose(f);
-	{
-		GHashTableIter it;
-		gpointer k, val;
-
-		g_hash_table_iter_init(&it, count);
-		while (g_hash_table_iter_next(&it, &k, &val)) {
-			const char *name = g_hash_table_lookup(who, k);
-
-			g_print("t=%d %s (thread %" G_GINT64_FORMAT "): %d\n",
-				sec, name ? name : "unregistered", *(gint64 *)k,
-				GPOINTER_TO_INT(val));
-		}
-	}
-	if (own_instance)
-		rmdir(inst);
-	return VS_EXIT_OK;
+	watch_loop(fd, who, seconds);
+	close(fd);
+out:
+	trace_cleanup(&t);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	return rc;
 }
 
-int vs_cmd_ple(VsOpts *o, int argc, char **argv)
+int cmd_ple(Cli *o, int argc, char **argv)
 {
 	gint64 gap = -1, window = -1;
 	gboolean disable = FALSE;
@@ -367,12 +448,13 @@ int vs_cmd_ple(VsOpts *o, int argc, char **argv)
 	const Vendor *v;
 	int rc;
 
-	if (!vs_parse_common(o, &argc, &argv, "show | set | watch",
-			     "Pause-loop exiting of kvm_intel / kvm_amd.", e,
-			     &error) ||
-	    (argc != 2 && !(error = g_error_new(VSC_ERROR, VS_EXIT_USAGE,
-						"ple: show, set or watch"))))
-		return vs_fail(error);
+	if (!cli_parse(o, &argc, &argv, "show | set | watch",
+		       "Pause-loop exiting of kvm_intel / kvm_amd.", e,
+		       &error) ||
+	    (argc != 2 &&
+	     !(error = g_error_new(VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
+				   "ple: show, set or watch"))))
+		return cli_fail(error);
 	if (strcmp(argv[1], "show") && strcmp(argv[1], "set") &&
 	    strcmp(argv[1], "watch")) {
 		g_printerr("vsharectl: ple: show, set or watch, not '%s'\n",
@@ -384,7 +466,7 @@ int vs_cmd_ple(VsOpts *o, int argc, char **argv)
 	else
 		v = loaded_vendor(o, &error);
 	if (!v) {
-		rc = vs_fail(error);
+		rc = cli_fail(error);
 		g_clear_error(&error);
 		return rc;
 	}
@@ -442,7 +524,7 @@ static gboolean release_at_least(const char *rel, int maj, int min)
 	return a > maj || (a == maj && b >= min);
 }
 
-int vs_cmd_host_check(VsOpts *o, int argc, char **argv)
+int cmd_host_check(Cli *o, int argc, char **argv)
 {
 	GError *error = NULL;
 	struct utsname u;
@@ -459,14 +541,15 @@ int vs_cmd_host_check(VsOpts *o, int argc, char **argv)
 	VsHost host;
 	const Vendor *v = NULL;
 
-	if (!vs_parse_common(o, &argc, &argv, "",
-			     "Kernel and KVM facts that matter to vshare, with "
-			     "advice.",
-			     NULL, &error) ||
-	    (argc != 1 && !(error = g_error_new(VSC_ERROR, VS_EXIT_USAGE,
-						"host-check takes no "
-						"arguments"))))
-		return vs_fail(error);
+	if (!cli_parse(o, &argc, &argv, "",
+		       "Kernel and KVM facts that matter to vshare, with "
+		       "advice.",
+		       NULL, &error) ||
+	    (argc != 1 &&
+	     !(error = g_error_new(VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
+				   "host-check takes no "
+				   "arguments"))))
+		return cli_fail(error);
 	r.b = b;
 	r.json = o->json;
 	json_builder_begin_array(b);
@@ -525,12 +608,12 @@ int vs_cmd_host_check(VsOpts *o, int argc, char **argv)
 		       "2 MiB pages matter for guest TLB reach"
 		     : "");
 	item(&r, "cgroup for enforce",
-	     strncmp(vs_throttle_backend(), "none", 4) ? "ok" : "warn",
-	     vs_throttle_backend(),
-	     strncmp(vs_throttle_backend(), "none", 4)
+	     strncmp(vs_cgroup_cpu_backend(), "none", 4) ? "ok" : "warn",
+	     vs_cgroup_cpu_backend(),
+	     strncmp(vs_cgroup_cpu_backend(), "none", 4)
 		     ? ""
 		     : "mount the cpu controller: enforce mode needs it");
-	if (vs_host_load(o, &host, NULL)) {
+	if (vs_host_load(&o->cfg, &host, NULL)) {
 		g_autofree char *d = vs_host_describe(&host);
 
 		val = g_strdup_printf("%u node(s): %s%s", host.n_nodes, d,
@@ -546,7 +629,7 @@ int vs_cmd_host_check(VsOpts *o, int argc, char **argv)
 	json_builder_end_array(b);
 	root = json_builder_get_root(b);
 	if (o->json)
-		vs_print_json(root);
+		cli_print_json(root);
 	else
 		g_print("%d warning(s)\n", r.warnings);
 	return VS_EXIT_OK;

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The QMP driver: a QEMU started by hand or by a tool other than libvirt,
+ * reached through a QMP socket of its own. The QEMU process is the QMP
+ * peer (SO_PEERCRED), checked against the registry's pidfile= when given;
+ * vCPU threads must be its tasks. Pinning is sched_setaffinity of those
+ * threads; throttling is vshare's own cpu cgroups (cgroup.c); virtio-mem
+ * is qom-set of requested-size, its progress heard as QMP events.
+ */
+#include "vshare-host.h"
+
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+	VsPeer *qmp;
+	guint events; /* MEMORY_DEVICE_SIZE_CHANGE etc. heard */
+} QmpVm;
+
+static QmpVm *priv(VsVm *vm)
+{
+	return vm->priv;
+}
+
+static void on_event(JsonObject *ev, gpointer data)
+{
+	VsVm *vm = data;
+
+	priv(vm)->events++;
+	(void)ev;
+}
+
+static JsonNode *call(VsVm *vm, const char *cmd, JsonObject *args,
+		      GError **error)
+{
+	return vs_qmp_call(priv(vm)->qmp, cmd, args, vm->cfg->qmp_timeout_ms,
+			   on_event, vm, error);
+}
+
+static gboolean expected_pid(VsVm *vm, pid_t peer, GError **error)
+{
+	g_autofree char *text = NULL;
+	gint64 want;
+
+	if (!vm->conf->pidfile)
+		return TRUE;
+	text = vs_read_bounded(vm->conf->pidfile, 64, error);
+	if (!text)
+		return FALSE;
+	want = g_ascii_strtoll(g_strstrip(text), NULL, 10);
+	if (want != peer)
+		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_HOSTILE,
+				   "the QMP socket %s is served by pid %d, "
+				   "not by QEMU pid %" G_GINT64_FORMAT " (%s)",
+				   vm->conf->qmp, (int)peer, want,
+				   vm->conf->pidfile),
+		       FALSE;
+	return TRUE;
+}
+
+static gboolean qmp_open(VsVm *vm, const VsConfig *c, GError **error)
+{
+	QmpVm *q = g_new0(QmpVm, 1);
+	g_autoptr(JsonNode) cpus = NULL;
+	pid_t pid;
+	uid_t uid;
+
+	vm->priv = q;
+	q->qmp = vs_qmp_open(vm->conf->qmp, c->qmp_timeout_ms, error);
+	if (!q->qmp || !vs_peer_cred(q->qmp, &pid, &uid, error) ||
+	    !expected_pid(vm, pid, error))
+		return FALSE;
+	vm->qemu_pid = pid;
+	vm->agent_path = g_strdup(vm->conf->agent);
+	cpus = call(vm, "query-cpus-fast", NULL, error);
+	if (!cpus || !vs_qmp_parse_vcpus(cpus, vm->vcpus, error))
+		return FALSE;
+	return vs_vm_refresh_mem(vm, error);
+}
+
+static void qmp_close(VsVm *vm)
+{
+	if (!priv(vm))
+		return;
+	vs_peer_free(priv(vm)->qmp);
+	g_free(priv(vm));
+	vm->priv = NULL;
+}
+
+static gboolean qmp_refresh_mem(VsVm *vm, GError **error)
+{
+	g_autoptr(JsonNode) r = call(vm, "query-memory-devices", NULL, error);
+
+	return r && vs_qmp_parse_vmems(r, vm->vmems, error);
+}
+
+static gboolean qmp_pin(VsVm *vm, guint vcpu, guint pcpu, GError **error)
+{
+	gint64 tid = g_array_index(vm->vcpus, VsVcpu, vcpu).tid;
+
+	if (!vs_pin_thread(tid, pcpu, error)) {
+		g_prefix_error(error, "VM %s: vCPU %u: ", vm->conf->name, vcpu);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean qmp_mem_request(VsVm *vm, VsVmem *d, guint64 bytes,
+				GError **error)
+{
+	g_autoptr(JsonObject) args = json_object_new();
+	g_autoptr(JsonNode) r = NULL;
+
+	json_object_set_string_member(args, "path", d->id);
+	json_object_set_string_member(args, "property", "requested-size");
+	json_object_set_int_member(args, "value", (gint64)bytes);
+	r = call(vm, "qom-set", json_object_ref(args), error);
+	return r != NULL;
+}
+
+/* Until QEMU says something (MEMORY_DEVICE_SIZE_CHANGE), at most 100 ms:
+ * QEMU rate-limits that event to one a second per device, so the size is
+ * also read again at that pace rather than a second late. */
+static void qmp_wait(VsVm *vm, gint64 deadline)
+{
+	gint64 until = MIN(deadline, g_get_monotonic_time() + 100000);
+	struct pollfd pf = { .fd = vs_peer_fd(priv(vm)->qmp),
+			     .events = POLLIN };
+	gint64 left = (until - g_get_monotonic_time()) / 1000;
+
+	if (left > 0 && poll(&pf, 1, (int)left) > 0) {
+		JsonNode *n;
+
+		vs_peer_pump(priv(vm)->qmp, NULL);
+		while ((n = vs_peer_recv_queued(priv(vm)->qmp))) {
+			priv(vm)->events++;
+			json_node_unref(n);
+		}
+	}
+}
+
+static gboolean qmp_alive(VsVm *vm)
+{
+	g_autofree char *dir = g_strdup_printf("%s/%" G_GINT64_FORMAT,
+					       vm->cfg->proc, vm->qemu_pid);
+
+	return vm->qemu_pid > 0 && g_file_test(dir, G_FILE_TEST_IS_DIR);
+}
+
+static const char *qmp_backend(VsVm *vm)
+{
+	return vs_cgroup_cpu_backend();
+}
+
+const VsVmDriver vs_vmdrv_qmp = {
+	.name = "qmp",
+	.open = qmp_open,
+	.close = qmp_close,
+	.refresh_mem = qmp_refresh_mem,
+	.pin = qmp_pin,
+	.throttle = vs_cgroup_throttle,
+	.throttled = vs_cgroup_throttled,
+	.mem_request = qmp_mem_request,
+	.wait = qmp_wait,
+	.alive = qmp_alive,
+	.throttle_backend = qmp_backend,
+};
