@@ -24,6 +24,7 @@ AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
              agent/cgroup-fs.c agent/cgroup-systemd.c agent/sysinfo.c agent/alloc.c
 HOSTLIB_SRC := $(wildcard host-shim/lib/*.c)
 CLI_SRC   := $(wildcard host-shim/cli/*.c)
+DAEMON_SRC := $(wildcard host-shim/daemon/*.c) build/gen/vs-host-schema.c
 SHIM_SRC  := $(CLI_SRC) $(HOSTLIB_SRC)
 HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 
@@ -31,7 +32,7 @@ HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
         run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
-     build/san/test-host \
+     build/san/test-host build/rel/vshared build/san/vshared \
      build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl
 
 help:
@@ -50,16 +51,20 @@ build/gen/vs-schema.c: protocol/schema.json protocol/gen-schema.py
 	@mkdir -p $(@D)
 	python3 protocol/gen-schema.py c $< $@
 
+build/gen/vs-host-schema.c: host-shim/daemon/schema.json protocol/gen-schema.py
+	@mkdir -p $(@D)
+	python3 protocol/gen-schema.py c $< $@ vs_host
+
 docs/protocol.md: protocol/schema.json protocol/gen-schema.py
 	python3 protocol/gen-schema.py md $< $@
 
 docs: docs/protocol.md
 
-build/rel/%.o: %.c $(HDRS) | build/gen/vs-schema.c
+build/rel/%.o: %.c $(HDRS) | build/gen/vs-schema.c build/gen/vs-host-schema.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE) $(REL) -c $< -o $@
 
-build/san/%.o: %.c $(HDRS) | build/gen/vs-schema.c
+build/san/%.o: %.c $(HDRS) | build/gen/vs-schema.c build/gen/vs-host-schema.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE) $(SAN) -c $< -o $@
 
@@ -79,6 +84,12 @@ build/san/vsharectl: $(SHIM_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/san/test-protocol: build/san/tests/unit/test-protocol.o $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+
+build/rel/vshared: $(DAEMON_SRC:%.c=build/rel/%.o) $(HOSTLIB_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS)
+
+build/san/vshared: $(DAEMON_SRC:%.c=build/san/%.o) $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/san/test-host: build/san/tests/unit/test-host.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
@@ -127,19 +138,24 @@ run-bench: build/rel/vshare-agent build/rel/vsharectl
 	tests/bench/bench-shim.py
 
 # ---- packaging ------------------------------------------------------------
-# make deb: build/deb/vshare-agent_<version>_amd64.deb (dpkg-deb; lintian
+# make deb: build/deb/vshare-agent_<version>_amd64.deb (the guest) and
+# vshare-host_<version>_amd64.deb (vsharectl, vshared) (dpkg-deb; lintian
 # clean). make install DESTDIR=... PREFIX=/usr for other distributions.
 PREFIX ?= /usr/local
 DESTDIR ?=
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVDIR ?= $(PREFIX)/lib/udev/rules.d
 
-deb: build/rel/vshare-agent
+deb: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
 	packaging/deb/build.sh
 
-install: build/rel/vshare-agent build/rel/vsharectl
+install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
 	install -D -m 0755 build/rel/vshare-agent $(DESTDIR)$(PREFIX)/sbin/vshare-agent
 	install -D -m 0755 build/rel/vsharectl $(DESTDIR)$(PREFIX)/sbin/vsharectl
+	install -D -m 0755 build/rel/vshared $(DESTDIR)$(PREFIX)/sbin/vshared
+	install -D -m 0644 host-shim/daemon/vshared.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshared.8
+	install -D -m 0644 host-shim/daemon/vshared.service $(DESTDIR)$(UNITDIR)/vshared.service
+	sed -i 's|/usr/sbin/vshared|$(PREFIX)/sbin/vshared|' $(DESTDIR)$(UNITDIR)/vshared.service
 	install -D -m 0644 agent/vshare-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshare-agent.8
 	install -D -m 0644 host-shim/vsharectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/vsharectl.8
 	install -D -m 0644 agent/systemd/vshare-agent.service $(DESTDIR)$(UNITDIR)/vshare-agent.service

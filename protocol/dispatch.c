@@ -12,6 +12,7 @@ typedef struct {
 } Binding;
 
 struct VsDispatcher {
+	const VsCommandSpec *table;
 	GHashTable *bindings; /* name -> Binding */
 	char *version;
 };
@@ -51,7 +52,7 @@ static JsonNode *cmd_info(JsonObject *args, gpointer ctx, GError **error)
 
 	(void)args;
 	(void)error;
-	for (const VsCommandSpec *c = vs_schema_commands; c->name; c++) {
+	for (const VsCommandSpec *c = d->table; c->name; c++) {
 		JsonObject *e = json_object_new();
 
 		json_object_set_string_member(e, "name", c->name);
@@ -68,18 +69,26 @@ static JsonNode *cmd_info(JsonObject *args, gpointer ctx, GError **error)
 
 VsDispatcher *vs_dispatcher_new(const char *version)
 {
+	return vs_dispatcher_new_for(vs_schema_commands, version);
+}
+
+VsDispatcher *vs_dispatcher_new_for(const VsCommandSpec *table,
+				    const char *version)
+{
 	VsDispatcher *d = g_new0(VsDispatcher, 1);
 
+	d->table = table;
 	d->bindings =
 		g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
 	d->version = g_strdup(version);
-	for (const VsCommandSpec *c = vs_schema_commands; c->name; c++) {
+	for (const VsCommandSpec *c = table; c->name; c++) {
 		Binding *b = g_new0(Binding, 1);
 
 		b->spec = c;
 		b->enabled = TRUE;
 		g_hash_table_insert(d->bindings, (gpointer)c->name, b);
 	}
+	/* Built in where the table declares them. */
 	vs_dispatcher_register(d, "guest-sync", cmd_sync, d, NULL);
 	vs_dispatcher_register(d, "guest-sync-delimited", cmd_sync, d, NULL);
 	vs_dispatcher_register(d, "guest-ping", cmd_ping, d, NULL);
@@ -122,7 +131,7 @@ char **vs_dispatcher_unbound(VsDispatcher *d)
 {
 	GPtrArray *out = g_ptr_array_new();
 
-	for (const VsCommandSpec *c = vs_schema_commands; c->name; c++) {
+	for (const VsCommandSpec *c = d->table; c->name; c++) {
 		Binding *b = g_hash_table_lookup(d->bindings, c->name);
 
 		if (!b->handler)

@@ -131,6 +131,9 @@ typedef JsonNode *(*VsHandler)(JsonObject *args, gpointer ctx, GError **error);
 typedef struct VsDispatcher VsDispatcher;
 
 VsDispatcher *vs_dispatcher_new(const char *version);
+/* A dispatcher over another schema's table (vshared's control socket). */
+VsDispatcher *vs_dispatcher_new_for(const VsCommandSpec *table,
+				    const char *version);
 void vs_dispatcher_free(VsDispatcher *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsDispatcher, vs_dispatcher_free)
 

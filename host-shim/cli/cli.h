@@ -25,6 +25,7 @@ typedef struct {
 	int lock_wait_ms;
 	char *inline_qmp, *inline_agent;
 	gboolean recovered; /* a VS_EV_RECOVER was rendered */
+	char *socket;	    /* vshared's control socket (--socket) */
 } Cli;
 
 int cli_exit_code(const GError *error);
@@ -46,6 +47,13 @@ void cli_render_event(const VsEvent *ev, gpointer data);
 gboolean cli_session_open(Cli *c, VsSession *s, gboolean lock, GError **error);
 /* Run a change through vshared when it runs, else here under the lock. */
 int cli_change(Cli *c, const VsChangeReq *req, const char *done);
+
+/* daemon-client.c: through vshared when it runs. *handled FALSE: no
+ * daemon, do it here. @req NULL: recover. */
+int cli_daemon_change(Cli *c, const VsChangeReq *req, const char *done,
+		      gboolean *handled);
+JsonNode *cli_daemon_status(Cli *c, char **names, gboolean *handled,
+			    GError **error);
 
 int cmd_status(Cli *c, int argc, char **argv);
 int cmd_ple(Cli *c, int argc, char **argv);

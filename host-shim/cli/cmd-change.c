@@ -175,7 +175,7 @@ int cmd_recover(Cli *c, int argc, char **argv)
 {
 	g_autoptr(GError) error = NULL;
 	VsSession s;
-	gboolean ok, again = FALSE;
+	gboolean ok, again = FALSE, handled;
 	int rc;
 
 	if (!cli_parse(c, &argc, &argv, "",
@@ -184,6 +184,9 @@ int cmd_recover(Cli *c, int argc, char **argv)
 		       NULL, &error) ||
 	    !cli_want_args(argc, argv, 0, "no arguments", &error))
 		return cli_fail(error);
+	rc = cli_daemon_change(c, NULL, NULL, &handled);
+	if (handled)
+		return rc;
 	/* Opening a locked session already recovers; it says so. */
 	ok = cli_session_open(c, &s, TRUE, &error) &&
 	     vs_session_recover(&s, &again, &error);

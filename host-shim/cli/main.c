@@ -72,7 +72,7 @@ gboolean cli_want_args(int argc, char **argv, int n, const char *what,
 
 /* ---- options shared by every subcommand ------------------------------- */
 
-static char *opt_conf, *opt_state, *opt_qmp, *opt_agent;
+static char *opt_conf, *opt_state, *opt_qmp, *opt_agent, *opt_socket;
 static double opt_timeout = 3.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0, opt_wait = 10.0;
 static gboolean opt_json;
@@ -88,6 +88,10 @@ static GOptionEntry common_entries[] = {
 	  "SOCK" },
 	{ "agent", 0, 0, G_OPTION_ARG_FILENAME, &opt_agent,
 	  "vshare-agent socket of that VM", "SOCK" },
+	{ "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
+	  "vshared's control socket (default /run/vshare/vshared.sock; "
+	  "used when the daemon runs)",
+	  "PATH" },
 	{ "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout,
 	  "seconds to wait for the guest agent (default 3)", "S" },
 	{ "qmp-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_qmp_timeout,
@@ -126,6 +130,7 @@ static gboolean apply_common(Cli *c, GError **error)
 	c->json = opt_json;
 	c->inline_qmp = g_strdup(opt_qmp);
 	c->inline_agent = g_strdup(opt_agent);
+	c->socket = g_strdup(opt_socket);
 	if (!ms_of(opt_timeout, &c->cfg.agent_timeout_ms, error) ||
 	    !ms_of(opt_qmp_timeout, &c->cfg.qmp_timeout_ms, error) ||
 	    !ms_of(opt_mem_timeout, &c->cfg.mem_timeout_ms, error))
@@ -290,9 +295,13 @@ int cli_change(Cli *c, const VsChangeReq *req, const char *done)
 {
 	g_autoptr(GError) error = NULL;
 	VsSession s;
-	gboolean ok;
+	gboolean ok, handled;
 	int rc;
 
+	/* an ad-hoc VM (--qmp) is not the daemon's business */
+	rc = c->inline_qmp ? 0 : cli_daemon_change(c, req, done, &handled);
+	if (!c->inline_qmp && handled)
+		return rc;
 	ok = cli_session_open(c, &s, TRUE, &error) &&
 	     vs_session_change(&s, req, &error);
 	if (ok && done)
@@ -344,6 +353,8 @@ static int run(const char *name, int argc, char **argv)
 	vs_config_clear(&c.cfg);
 	g_free(c.inline_qmp);
 	g_free(c.inline_agent);
+	g_free(c.socket);
+	g_free(opt_socket);
 	g_free(opt_conf);
 	g_free(opt_state);
 	g_free(opt_qmp);

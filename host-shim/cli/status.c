@@ -107,19 +107,21 @@ static gboolean parse_status(Cli *c, int *argc, char ***argv, double *interval,
 	return TRUE;
 }
 
-static void render(Cli *c, const VsSession *s, JsonNode *root)
+static void render_doc(Cli *c, JsonNode *root)
 {
-	JsonArray *vms =
-		json_object_get_array_member(json_node_get_object(root), "vms");
+	JsonObject *o = json_node_get_object(root);
+	JsonArray *vms = json_object_get_array_member(o, "vms");
 
 	if (c->json) {
 		cli_print_json(root);
 		return;
 	}
-	g_print("host %s%s, ledger generation %" G_GUINT64_FORMAT "\n\n",
-		s->ledger->host,
-		s->host.declared ? " (declared in host.conf)" : "",
-		s->ledger->generation);
+	g_print("host %s%s, ledger generation %" G_GINT64_FORMAT "\n\n",
+		s_or(o, "host", "?"),
+		json_object_get_boolean_member(o, "host-declared")
+			? " (declared in host.conf)"
+			: "",
+		json_object_get_int_member(o, "ledger-generation"));
 	for (guint i = 0; i < json_array_get_length(vms); i++)
 		print_vm(json_array_get_object_element(vms, i));
 }
@@ -132,9 +134,18 @@ int cmd_status(Cli *c, int argc, char **argv)
 	g_autoptr(JsonNode) root = NULL;
 	g_auto(GStrv) names = NULL;
 	VsSession s;
+	gboolean handled;
 
 	if (!parse_status(c, &argc, &argv, &interval, &error))
 		return cli_fail(error);
+	/* vshared observes continuously: its last interval's figures */
+	root = cli_daemon_status(c, argv + 1, &handled, &error);
+	if (handled) {
+		if (!root)
+			return cli_fail(error);
+		render_doc(c, root);
+		return VS_EXIT_OK;
+	}
 	if (!cli_session_open(c, &s, FALSE, &error)) {
 		int rc = cli_fail(error);
 
@@ -146,7 +157,7 @@ int cmd_status(Cli *c, int argc, char **argv)
 	o = vs_observe_begin(&s, names);
 	g_usleep((gulong)(interval * 1e6)); /* the front end may wait */
 	root = vs_observe_end(o);
-	render(c, &s, root);
+	render_doc(c, root);
 	g_clear_pointer(&o, vs_observation_free);
 	vs_session_close(&s);
 	return VS_EXIT_OK;

@@ -21,6 +21,7 @@ typedef struct {
 	char *gcpus, *gmems;  /* the guest's allocation */
 	GHashTable *free_kib; /* node -> KiB free in the guest */
 	gint64 *t0, *t1;
+	gint64 (*guest)[3]; /* per vCPU: busy, idle, steal ms; -1 unknown */
 } Row;
 
 struct VsObservation {
@@ -42,6 +43,7 @@ static void row_free(gpointer p)
 		g_hash_table_destroy(r->free_kib);
 	g_free(r->t0);
 	g_free(r->t1);
+	g_free(r->guest);
 	g_free(r);
 }
 
@@ -105,6 +107,38 @@ static void read_topology(Row *r, JsonObject *topo)
 	}
 }
 
+static gint64 ms_of(JsonObject *o, const char *k)
+{
+	JsonNode *n = json_object_get_member(o, k);
+
+	return n && json_node_get_value_type(n) == G_TYPE_INT64 &&
+			       json_node_get_int(n) >= 0
+		       ? json_node_get_int(n)
+		       : -1;
+}
+
+/* vshare-get-cpu-stats: busy / idle / steal of each vCPU, in ms. */
+static void read_cpu_stats(Row *r, JsonNode *reply)
+{
+	JsonArray *a = reply && JSON_NODE_HOLDS_ARRAY(reply)
+			       ? json_node_get_array(reply)
+			       : NULL;
+	static const char *const keys[] = { "busy", "idle", "steal" };
+
+	for (guint i = 0; a && i < MIN(json_array_get_length(a), 8192); i++) {
+		JsonNode *e = json_array_get_element(a, i);
+		JsonObject *o = JSON_NODE_HOLDS_OBJECT(e)
+					? json_node_get_object(e)
+					: NULL;
+		gint64 cpu = o ? ms_of(o, "cpu") : -1;
+
+		if (cpu < 0 || cpu >= r->vm->vcpus->len)
+			continue;
+		for (guint k = 0; k < 3; k++)
+			r->guest[cpu][k] = ms_of(o, keys[k]);
+	}
+}
+
 static void probe_agent(const VsConfig *c, Row *r)
 {
 	g_autoptr(VsPeer) a =
@@ -124,6 +158,10 @@ static void probe_agent(const VsConfig *c, Row *r)
 			 &r->agent_error);
 	if (topo)
 		read_topology(r, topo);
+	g_clear_pointer(&k1, json_node_unref);
+	k1 = vs_agent_call(a, "vshare-get-cpu-stats", NULL, c->agent_timeout_ms,
+			   NULL);
+	read_cpu_stats(r, k1);
 }
 
 static void sample(Row *r, gint64 *out)
@@ -146,6 +184,8 @@ VsObservation *vs_observe_begin(VsSession *s, char **names)
 		r->vm = vs_session_vm(s, names[i], &r->error);
 		if (!r->vm)
 			continue;
+		r->guest = g_malloc(sizeof(gint64[3]) * r->vm->vcpus->len);
+		memset(r->guest, 0xff, sizeof(gint64[3]) * r->vm->vcpus->len);
 		probe_agent(s->cfg, r);
 		r->t0 = g_new0(gint64, r->vm->vcpus->len + 1);
 		r->t1 = g_new0(gint64, r->vm->vcpus->len + 1);
@@ -237,6 +277,9 @@ static void emit_vcpu(VsSession *s, Row *r, guint i, double secs,
 		json_builder_add_boolean_value(b, vs_cpuset_has(alloc, i));
 	else
 		json_builder_add_null_value(b);
+	member_int(b, "guest-busy-ms", r->guest[i][0]);
+	member_int(b, "guest-idle-ms", r->guest[i][1]);
+	member_int(b, "guest-steal-ms", r->guest[i][2]);
 	json_builder_end_object(b);
 }
 

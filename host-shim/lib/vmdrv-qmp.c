@@ -148,6 +148,25 @@ static gboolean qmp_alive(VsVm *vm)
 	return vm->qemu_pid > 0 && g_file_test(dir, G_FILE_TEST_IS_DIR);
 }
 
+static int qmp_watch_fd(VsVm *vm)
+{
+	return priv(vm) && priv(vm)->qmp ? vs_peer_fd(priv(vm)->qmp) : -1;
+}
+
+/* Events are only counted: lifecycle matters through the connection
+ * itself (QEMU closes it when it exits). */
+static gboolean qmp_watch_read(VsVm *vm)
+{
+	JsonNode *n;
+	gboolean ok = vs_peer_pump(priv(vm)->qmp, NULL);
+
+	while ((n = vs_peer_recv_queued(priv(vm)->qmp))) {
+		priv(vm)->events++;
+		json_node_unref(n);
+	}
+	return ok;
+}
+
 static const char *qmp_backend(VsVm *vm)
 {
 	return vs_cgroup_cpu_backend();
@@ -165,4 +184,6 @@ const VsVmDriver vs_vmdrv_qmp = {
 	.wait = qmp_wait,
 	.alive = qmp_alive,
 	.throttle_backend = qmp_backend,
+	.watch_fd = qmp_watch_fd,
+	.watch_read = qmp_watch_read,
 };

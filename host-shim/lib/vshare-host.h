@@ -239,6 +239,10 @@ typedef struct {
 	/* Is the QEMU process still there? */
 	gboolean (*alive)(VsVm *vm);
 	const char *(*throttle_backend)(VsVm *vm);
+	/* Between calls, a daemon watches this fd (-1: nothing to watch)
+	 * and calls watch_read when it is readable: FALSE = QEMU gone. */
+	int (*watch_fd)(VsVm *vm);
+	gboolean (*watch_read)(VsVm *vm);
 } VsVmDriver;
 
 struct VsVm {
@@ -430,6 +434,11 @@ typedef struct {
 } VsEvent;
 
 typedef void (*VsEventFunc)(const VsEvent *ev, gpointer data);
+
+/* event.c: events over the control socket. */
+JsonNode *vs_event_to_json(const VsEvent *e);
+/* Strings in @e point into @node, which must outlive @e. */
+gboolean vs_event_from_json(JsonNode *node, VsEvent *e);
 
 /* ---- txn.c: sessions and transactions -------------------------------------------------------- */
 

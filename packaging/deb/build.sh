@@ -1,39 +1,79 @@
 #!/bin/sh
-# make deb: build/deb/vshare-agent_<version>_amd64.deb with dpkg-deb.
-# Depends come from the binary's shared libraries (dpkg-shlibdeps).
+# make deb: build/deb/vshare-agent_<version>_amd64.deb (the guest) and
+# build/deb/vshare-host_<version>_amd64.deb (vsharectl, vshared) with
+# dpkg-deb. Depends come from the binaries' shared libraries
+# (dpkg-shlibdeps). usage: build.sh [agent|host]...  (default: both)
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here=$repo/packaging/deb
 out=$repo/build/deb
-stage=$out/root
 version=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['version'])" \
 	"$repo/protocol/schema.json")
+
+# stage_bin STAGE SRC: an executable in /usr/sbin, stripped
+stage_bin() {
+	install -D -m 0755 "$2" "$1/usr/sbin/$(basename "$2")"
+	strip --remove-section=.comment --remove-section=.note --strip-unneeded \
+		"$1/usr/sbin/$(basename "$2")"
+}
+
+# stage_man STAGE PAGE
+stage_man() {
+	mkdir -p "$1/usr/share/man/man8"
+	gzip -9n <"$2" >"$1/usr/share/man/man8/$(basename "$2").gz"
+}
+
+stage_agent() {
+	stage_bin "$1" "$repo/build/rel/vshare-agent"
+	stage_man "$1" "$repo/agent/vshare-agent.8"
+	install -D -m 0644 "$repo/agent/systemd/vshare-agent.service" "$1/lib/systemd/system/vshare-agent.service"
+	install -D -m 0644 "$repo/agent/udev/60-vshare-agent.rules" "$1/lib/udev/rules.d/60-vshare-agent.rules"
+	install -m 0755 "$here/postinst" "$1/DEBIAN/postinst"
+}
+
+stage_host() {
+	stage_bin "$1" "$repo/build/rel/vsharectl"
+	stage_bin "$1" "$repo/build/rel/vshared"
+	stage_man "$1" "$repo/host-shim/vsharectl.8"
+	stage_man "$1" "$repo/host-shim/daemon/vshared.8"
+	install -D -m 0644 "$repo/host-shim/daemon/vshared.service" "$1/lib/systemd/system/vshared.service"
+	for d in vsharectl.md architecture.md; do
+		install -D -m 0644 "$repo/docs/$d" "$1/usr/share/doc/vshare-host/$d"
+	done
+}
+
+build() {
+	pkg=$1
+	stage=$out/root-$pkg
+	rm -rf "$stage"
+	mkdir -p "$stage/DEBIAN" "$stage/usr/share/doc/$pkg"
+	"stage_${2}" "$stage"
+	install -m 0644 "$here/copyright" "$stage/usr/share/doc/$pkg/"
+	gzip -9n <"$here/changelog" >"$stage/usr/share/doc/$pkg/changelog.gz"
+	# dpkg-shlibdeps wants a debian/control around it
+	tmp=$(mktemp -d)
+	mkdir -p "$tmp/debian"
+	printf 'Source: vshare\n\nPackage: %s\nArchitecture: any\n' "$pkg" >"$tmp/debian/control"
+	depends=$(cd "$tmp" && dpkg-shlibdeps -O "$stage"/usr/sbin/* 2>/dev/null |
+		sed -n 's/^shlibs:Depends=//p')
+	rm -rf "$tmp"
+	[ -n "$depends" ] || { echo "deb: dpkg-shlibdeps found no Depends" >&2; exit 1; }
+	size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
+	sed -e "s/@VERSION@/$version/" -e "s/@SIZE@/$size/" -e "s/@DEPENDS@/$depends/" \
+		"$here/control-$2.in" >"$stage/DEBIAN/control"
+	(cd "$stage" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' |
+		sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"
+	deb=$out/${pkg}_${version}_amd64.deb
+	dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+	echo "$deb"
+}
+
 rm -rf "$out"
-mkdir -p "$stage/DEBIAN" "$stage/usr/sbin" "$stage/usr/share/man/man8" \
-	"$stage/lib/systemd/system" "$stage/lib/udev/rules.d" \
-	"$stage/usr/share/doc/vshare-agent"
-install -m 0755 "$repo/build/rel/vshare-agent" "$stage/usr/sbin/vshare-agent"
-strip --remove-section=.comment --remove-section=.note --strip-unneeded \
-	"$stage/usr/sbin/vshare-agent"
-gzip -9n <"$repo/agent/vshare-agent.8" >"$stage/usr/share/man/man8/vshare-agent.8.gz"
-install -m 0644 "$repo/agent/systemd/vshare-agent.service" "$stage/lib/systemd/system/"
-install -m 0644 "$repo/agent/udev/60-vshare-agent.rules" "$stage/lib/udev/rules.d/"
-install -m 0644 "$here/copyright" "$stage/usr/share/doc/vshare-agent/"
-gzip -9n <"$here/changelog" >"$stage/usr/share/doc/vshare-agent/changelog.gz"
-install -m 0755 "$here/postinst" "$stage/DEBIAN/postinst"
-# dpkg-shlibdeps wants a debian/control around it
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/debian"
-printf 'Source: vshare\n\nPackage: vshare-agent\nArchitecture: any\n' >"$tmp/debian/control"
-depends=$(cd "$tmp" && dpkg-shlibdeps -O "$stage/usr/sbin/vshare-agent" 2>/dev/null |
-	sed -n 's/^shlibs:Depends=//p')
-[ -n "$depends" ] || { echo "deb: dpkg-shlibdeps found no Depends" >&2; exit 1; }
-size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
-sed -e "s/@VERSION@/$version/" -e "s/@SIZE@/$size/" -e "s/@DEPENDS@/$depends/" \
-	"$here/control.in" >"$stage/DEBIAN/control"
-(cd "$stage" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' |
-	sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"
-deb=$out/vshare-agent_${version}_amd64.deb
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
-echo "$deb"
+mkdir -p "$out"
+for what in ${*:-agent host}; do
+	case $what in
+	agent) build vshare-agent agent ;;
+	host) build vshare-host host ;;
+	*) echo "build.sh: agent or host, not $what" >&2; exit 2 ;;
+	esac
+done

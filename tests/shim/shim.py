@@ -18,7 +18,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
-from shimlib import Ctl, boot_pair, cpu_share, vcpu_threads, vmem  # noqa
+from shimlib import (Ctl, Daemon, boot_pair, cpu_share,  # noqa: E402
+                     vcpu_threads, vmem)
 from vshare_vm import Tap  # noqa: E402
 from guest import check_confined  # noqa: E402
 
@@ -192,6 +193,7 @@ def main():
         run(t, ctl, g)
         fault_checks(t, ctl, g)
         crash_checks(t, ctl, g)
+        daemon_checks(t, ctl, g)
     finally:
         for x in g.values():
             x.stop()
@@ -392,6 +394,109 @@ def crash_checks(t, ctl, g):
             ctl.run("lend", "--from", "b", "--to", "a", "--cpus", "1",
                     "--node", "1", "--mem", "128M", "--mode", "coop")
             ctl.run("forget", "b")
+
+
+def wait_for(cond, timeout=30):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def metric(d, needle):
+    try:
+        return needle in open(d.metrics).read()
+    except OSError:
+        return False
+
+
+def socket_abuse(t, d):
+    """Garbage, oversized and deep frames, a non-root peer: refused,
+    the daemon keeps serving."""
+    r = d.request(b"garbage that is not json\n")
+    t.ok(r is not None and "GenericError" in r and d.ping(),
+         "control socket: garbage gets an error, daemon alive", r)
+    r = d.request(b'{"execute": "guest-ping", "x": "' + b"a" * 100000 +
+                  b'"}\n')
+    t.ok(r is not None and "exceeds" in r and d.ping(),
+         "control socket: a 100 KB frame is refused, daemon alive", r)
+    r = d.request(b'{"a":' * 1000 + b"\n")
+    t.ok(r is not None and "nesting" in r and d.ping(),
+         "control socket: 1000-deep nesting refused, daemon alive", r)
+    code = ("import socket,sys; s=socket.socket(socket.AF_UNIX); "
+            "s.connect(sys.argv[1]); s.sendall(b'{\"execute\": "
+            "\"vshare-host-ledger\"}\\n'); print(s.recv(4096))")
+    # let nobody reach the socket file: vshared itself must refuse it
+    os.chmod(d.ctl.work, 0o755)
+    os.chmod(d.ctl.socket, 0o666)
+    p = subprocess.run(["runuser", "-u", "nobody", "--", "python3", "-c",
+                        code, d.ctl.socket], capture_output=True,
+                       text=True, timeout=30)
+    os.chmod(d.ctl.socket, 0o600)
+    os.chmod(d.ctl.work, 0o700)
+    t.ok("only root" in p.stdout and "generation" not in p.stdout and
+         d.ping(), "control socket: a non-root peer is refused "
+         "(SO_PEERCRED), daemon alive", p.stdout + p.stderr)
+    p = subprocess.run(["runuser", "-u", "nobody", "--",
+                        d.ctl.bin, "status", "--conf-dir", d.ctl.conf,
+                        "--state-dir", d.ctl.state],
+                       capture_output=True, text=True, timeout=60,
+                       env=d.ctl.env)
+    t.ok(p.returncode == 1 and "root only" in p.stderr,
+         "non-root vsharectl: clear error (exit 1)", p.stderr)
+
+
+def daemon_checks(t, ctl, g):
+    """vshared over the same guests: vsharectl goes through it, the
+    socket refuses abuse, a SIGKILL mid-lend recovers at restart, a
+    destroyed VM frees its pCPUs."""
+    a, b = g["a"], g["b"]
+    d = Daemon(ctl).start()
+    p = ctl.run("lend", "--from", "a", "--to", "b", "--cpus", "1",
+                "--mode", "coop")
+    t.ok(p.returncode == 0 and "step 2 (b CPUs)" in p.stdout and
+         ledger(ctl)["b"]["pcpus"] == "1",
+         "vsharectl lend through vshared: done, ledger b owns 1",
+         p.stdout + p.stderr)
+    check_confined(t, b, {1}, {0, 1}, "b after a lend through vshared")
+    t.ok(wait_for(lambda: metric(
+        d, 'vshare_pcpu_owner{pcpu="1",node="1",vm="b"} 1')),
+         "metrics file: pCPU 1 owned by b")
+    st = ctl.json("status")
+    t.ok(sorted(v["name"] for v in st["vms"]) == ["a", "b"] and
+         all(v["reachable"] for v in st["vms"]),
+         "status through vshared: both VMs", st)
+    p = ctl.run("cpus", "a", "--set", "1")
+    t.ok(p.returncode == 3 and "owned by VM b" in p.stderr,
+         "a refusal through vshared keeps its exit code (3)", p.stderr)
+    socket_abuse(t, d)
+    t.ok(d.stop() == 0, "vshared stops on SIGTERM, exit 0 (ASan: no "
+         "leak)", open(d.log).read()[-3000:])
+    # killed mid-lend, restarted: old ownership, guests agree
+    before = ledger(ctl)
+    d.start(env={"VSHARE_TEST_CRASH": "step2"})
+    p = ctl.run("lend", "--from", "b", "--to", "a", "--cpus", "1",
+                "--mode", "coop")
+    d.proc.wait(30)
+    t.ok(p.returncode == 1 and d.proc.returncode == -9 and
+         os.path.exists(ctl.journal_path()),
+         "vshared SIGKILLed mid-lend: vsharectl says so, journal left",
+         p.stdout + p.stderr)
+    d.start()
+    t.ok(wait_for(lambda: not os.path.exists(ctl.journal_path())) and
+         ledger(ctl) == before,
+         "restarted vshared rolled back: ledger as before", ledger(ctl))
+    check_confined(t, b, {1}, {0, 1}, "b after the roll-back")
+    # b destroyed under vshared: its pCPU returns to the pool
+    b.stop()
+    t.ok(wait_for(lambda: "b" not in ledger(ctl)) and wait_for(
+        lambda: metric(d, 'vshare_pcpu_owner{pcpu="1",node="1",vm=""} 1')),
+         "b's QEMU gone: vshared forgets it, pCPU 1 free",
+         (ledger(ctl), open(d.log).read()[-1000:]))
+    t.ok(d.stop() == 0, "vshared exit 0 at the end",
+         open(d.log).read()[-3000:])
 
 
 if __name__ == "__main__":

@@ -41,8 +41,12 @@ class Ctl:
             f.write(HOST_CONF)
         self.bin = binary or os.environ.get("VSHARECTL") or \
             os.path.join(REPO, "build", "san", "vsharectl")
+        # never a system vshared: this run's own socket (daemon tests
+        # start a vshared on it)
+        self.socket = os.path.join(self.work, "vshared.sock")
         self.env = dict(os.environ,
-                        ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
+                        ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+                        VSHARE_SOCKET=self.socket)
 
     def argv(self, *args):
         return [self.bin, *args, "--conf-dir", self.conf,
@@ -68,6 +72,71 @@ class Ctl:
 
     def journal_path(self):
         return os.path.join(self.state, "journal.json")
+
+
+class Daemon:
+    """vshared on the Ctl's registry and state, its socket, a metrics
+    file; started and stopped by pid."""
+
+    def __init__(self, ctl, binary=None, interval=1):
+        self.ctl = ctl
+        self.bin = binary or os.path.join(REPO, "build", "san", "vshared")
+        self.metrics = os.path.join(ctl.work, "vshare.prom")
+        self.log = os.path.join(ctl.work, "vshared.log")
+        self.interval = interval
+        self.proc = None
+
+    def argv(self):
+        return [self.bin, "--conf-dir", self.ctl.conf, "--state-dir",
+                self.ctl.state, "--socket", self.ctl.socket,
+                "--metrics-file", self.metrics, "--metrics-interval",
+                str(self.interval)]
+
+    def start(self, env=None, timeout=30):
+        if os.path.exists(self.ctl.socket):
+            os.unlink(self.ctl.socket)
+        self.proc = subprocess.Popen(
+            self.argv(), env=dict(self.ctl.env, **(env or {})),
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "a"))
+        t0 = time.monotonic()
+        while not self.ping():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vshared exited {self.proc.returncode}"
+                                   f": {open(self.log).read()[-2000:]}")
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError("vshared did not answer")
+            time.sleep(0.05)
+        return self
+
+    def request(self, text, timeout=10):
+        """Raw bytes in, the first reply line out (None: no reply)."""
+        import socket
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.ctl.socket)
+            s.sendall(text)
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            return buf.decode(errors="replace") or None
+        except OSError:
+            return None
+        finally:
+            s.close()
+
+    def ping(self):
+        r = self.request(b'{"execute": "guest-ping"}\n', timeout=2)
+        return r is not None and '"return"' in r
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        return self.proc.returncode if self.proc else None
 
 
 def boot_pair(ctl, names=("a", "b"), **kw):

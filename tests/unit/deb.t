@@ -5,11 +5,22 @@
 cd "$(dirname "$0")/../.." || exit 1
 n=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
-deb=$(packaging/deb/build.sh 2>&1 | tail -1)
-[ -f "$deb" ]; ok $? "make deb builds $(basename "$deb")"
-out=$(lintian --fail-on error --tag-display-limit 0 "$deb" 2>&1 | grep -v 'root privileges')
-lintian --fail-on error "$deb" >/dev/null 2>&1; ok $? "lintian: no errors"
-[ -n "$out" ] && echo "$out" | sed 's/^/# /'
+debs=$(packaging/deb/build.sh 2>&1 | tail -2)
+deb=$(echo "$debs" | grep vshare-agent_)
+host=$(echo "$debs" | grep vshare-host_)
+for d in "$deb" "$host"; do
+	[ -f "$d" ]; ok $? "make deb builds $(basename "$d")"
+	out=$(lintian --fail-on error --tag-display-limit 0 "$d" 2>&1 | grep -v 'root privileges')
+	lintian --fail-on error "$d" >/dev/null 2>&1; ok $? "lintian: no errors in $(basename "$d")"
+	[ -n "$out" ] && echo "$out" | sed 's/^/# /'
+done
+hfiles=$(dpkg-deb -c "$host")
+for f in ./usr/sbin/vsharectl ./usr/sbin/vshared ./lib/systemd/system/vshared.service \
+	./usr/share/man/man8/vshared.8.gz ./usr/share/man/man8/vsharectl.8.gz \
+	./usr/share/doc/vshare-host/copyright; do
+	echo "$hfiles" | grep -q " $f\$"; ok $? "host package holds $f"
+done
+dpkg-deb -f "$host" Depends | grep -q 'libglib2.0-0 (>=' ; ok $? "host Depends from the shared libraries: $(dpkg-deb -f "$host" Depends)"
 dpkg-deb -f "$deb" Depends | grep -q 'libglib2.0-0 (>=' ; ok $? "Depends from the shared libraries: $(dpkg-deb -f "$deb" Depends)"
 files=$(dpkg-deb -c "$deb")
 for f in ./usr/sbin/vshare-agent ./lib/systemd/system/vshare-agent.service \
@@ -24,6 +35,8 @@ ok $? "cloud-init user-data carries the package ($(echo "$ud" | wc -c) bytes)"
 dest=$(mktemp -d)
 make -s install DESTDIR="$dest" PREFIX=/opt/vs >/dev/null 2>&1
 [ -x "$dest/opt/vs/sbin/vshare-agent" ] && [ -x "$dest/opt/vs/sbin/vsharectl" ] &&
+	[ -x "$dest/opt/vs/sbin/vshared" ] &&
+	grep -q '^ExecStart=/opt/vs/sbin/vshared' "$dest/opt/vs/lib/systemd/system/vshared.service" &&
 	grep -q '^ExecStart=/opt/vs/sbin/vshare-agent' "$dest/opt/vs/lib/systemd/system/vshare-agent.service"
 ok $? "make install DESTDIR=... PREFIX=/opt/vs"
 rm -rf "$dest"

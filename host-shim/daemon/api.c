@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The control socket: a unix socket, mode 0600 in a 0700 directory, and
+ * SO_PEERCRED on every connection: only root talks to vshared. Frames are
+ * cut by protocol/'s framer (64 KiB, depth 64); each frame becomes a job;
+ * replies go back in order. A client that disconnects loses its replies,
+ * nothing else.
+ */
+#include "vshared.h"
+
+#include <errno.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct Client {
+	gint ref;
+	Daemon *d;
+	int fd;
+	GSource *src;
+	VsFramer *framer;
+	GByteArray *out;
+	gboolean closed;
+	guint inflight; /* requests queued as jobs (loop thread) */
+};
+
+Client *client_ref(Client *c)
+{
+	g_atomic_int_inc(&c->ref);
+	return c;
+}
+
+static void client_close(Client *c)
+{
+	if (c->closed)
+		return;
+	c->closed = TRUE;
+	if (c->src) {
+		g_source_destroy(c->src);
+		g_source_unref(c->src);
+		c->src = NULL;
+	}
+	close(c->fd);
+}
+
+void client_unref(Client *c)
+{
+	if (!g_atomic_int_dec_and_test(&c->ref))
+		return;
+	client_close(c);
+	vs_framer_free(c->framer);
+	g_byte_array_unref(c->out);
+	g_free(c);
+}
+
+/* guest-ping/-sync/-info touch no state: answered here, unless the
+ * client waits for earlier replies (they come in order). */
+static gboolean answer_inline(Client *c, const char *frame, gsize len)
+{
+	g_autoptr(VsRequest) req = vs_request_parse(frame, len, NULL);
+	g_autoptr(GBytes) reply = NULL;
+
+	if (c->inflight || !req || !g_str_has_prefix(req->execute, "guest-"))
+		return FALSE;
+	reply = vs_dispatcher_handle(c->d->dispatcher, frame, len, NULL);
+	client_reply(c, reply);
+	return TRUE;
+}
+
+static void on_frame(const char *frame, gsize len, const GError *error,
+		     gpointer data)
+{
+	Client *c = data;
+
+	if (!error && answer_inline(c, frame, len))
+		return;
+	c->inflight++;
+	daemon_job(c->d, JOB_REQUEST, c, frame, len, error, NULL);
+}
+
+void client_done(Client *c)
+{
+	c->inflight--;
+}
+
+static gboolean flush_out(Client *c)
+{
+	while (c->out->len) {
+		ssize_t n = send(c->fd, c->out->data, c->out->len,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return TRUE; /* the rest when writable */
+		if (n <= 0)
+			return FALSE;
+		g_byte_array_remove_range(c->out, 0, n);
+	}
+	return TRUE;
+}
+
+void client_reply(Client *c, GBytes *bytes)
+{
+	gsize len;
+	const guint8 *p = g_bytes_get_data(bytes, &len);
+
+	if (c->closed)
+		return;
+	g_byte_array_append(c->out, p, len);
+	if (!flush_out(c))
+		client_close(c);
+}
+
+static gboolean on_client(gint fd, GIOCondition cond, gpointer data)
+{
+	Client *c = data;
+	guint8 buf[16384];
+	ssize_t n;
+
+	if (c->out->len && !flush_out(c))
+		goto gone;
+	if (!(cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)))
+		return G_SOURCE_CONTINUE;
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return G_SOURCE_CONTINUE;
+	if (n <= 0)
+		goto gone;
+	vs_framer_feed(c->framer, buf, n);
+	return G_SOURCE_CONTINUE;
+gone:
+	c->closed = TRUE;
+	close(c->fd);
+	g_source_unref(c->src);
+	c->src = NULL;
+	client_unref(c);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean peer_is_root(int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 &&
+	       cr.uid == 0;
+}
+
+static const char refused_line[] =
+	"{\"error\": {\"class\": \"GenericError\", \"desc\": \"vshared: only "
+	"root may use this socket\"}}\n";
+
+static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
+{
+	Daemon *d = data;
+	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	Client *c;
+
+	if (cfd < 0)
+		return G_SOURCE_CONTINUE;
+	if (!peer_is_root(cfd)) {
+		g_message("control socket: refused a non-root peer");
+		if (send(cfd, refused_line, strlen(refused_line),
+			 MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			g_debug("refusal not delivered");
+		close(cfd);
+		return G_SOURCE_CONTINUE;
+	}
+	c = g_new0(Client, 1);
+	c->ref = 1;
+	c->d = d;
+	c->fd = cfd;
+	c->out = g_byte_array_new();
+	c->framer = vs_framer_new(VS_MAX_FRAME, on_frame, c);
+	c->src = g_unix_fd_source_new(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR);
+	g_source_set_callback(c->src, (GSourceFunc)(void (*)(void))on_client, c,
+			      NULL);
+	g_source_attach(c->src, NULL);
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean bind_socket(const char *path, int *out, GError **error)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	g_autofree char *dir = g_path_get_dirname(path);
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
+				   "socket path too long: %s", path),
+		       FALSE;
+	if (!vs_state_dir_ensure(dir, error))
+		return FALSE;
+	strcpy(sa.sun_path, path);
+	unlink(path); /* we hold the ledger lock: no other vshared runs */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+		int saved = errno;
+
+		if (fd >= 0)
+			close(fd);
+		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_FAILED,
+				   "control socket %s: %s", path,
+				   g_strerror(saved)),
+		       FALSE;
+	}
+	*out = fd;
+	return TRUE;
+}
+
+gboolean daemon_api_start(Daemon *d, GError **error)
+{
+	if (!bind_socket(d->socket_path, &d->listen_fd, error))
+		return FALSE;
+	d->listen_src = g_unix_fd_source_new(d->listen_fd, G_IO_IN);
+	g_source_set_callback(d->listen_src,
+			      (GSourceFunc)(void (*)(void))on_accept, d, NULL);
+	g_source_attach(d->listen_src, NULL);
+	return TRUE;
+}
+
+void daemon_api_stop(Daemon *d)
+{
+	if (d->listen_src) {
+		g_source_destroy(d->listen_src);
+		g_source_unref(d->listen_src);
+		d->listen_src = NULL;
+	}
+	if (d->listen_fd >= 0) {
+		close(d->listen_fd);
+		unlink(d->socket_path);
+		d->listen_fd = -1;
+	}
+}

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * vshared: take the ledger lock for good, roll back what a killed process
+ * left, serve the control socket, follow the VMs, write metrics.
+ */
+#include "vshared.h"
+
+#include <glib-unix.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static char *opt_conf, *opt_state, *opt_socket, *opt_metrics;
+static int opt_interval = 10;
+static double opt_timeout = 3.0, opt_qmp_timeout = 10.0;
+static double opt_mem_timeout = 30.0;
+
+static GOptionEntry entries[] = {
+	{ "conf-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_conf,
+	  "registry and host.conf (default /etc/vshare)", "DIR" },
+	{ "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state,
+	  "ledger, journal, lock (default /var/lib/vshare)", "DIR" },
+	{ "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
+	  "control socket (default /run/vshare/vshared.sock)", "PATH" },
+	{ "metrics-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_metrics,
+	  "Prometheus text file (default /run/vshare/vshare.prom)", "PATH" },
+	{ "metrics-interval", 0, 0, G_OPTION_ARG_INT, &opt_interval,
+	  "seconds between observations (default 10)", "S" },
+	{ "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout,
+	  "seconds to wait for a guest agent (default 3)", "S" },
+	{ "qmp-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_qmp_timeout,
+	  "seconds for each QMP command (default 10)", "S" },
+	{ "mem-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_mem_timeout,
+	  "seconds to wait for virtio-mem (default 30)", "S" },
+	{ NULL }
+};
+
+static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
+{
+	g_autoptr(GOptionContext) ctx = g_option_context_new("");
+
+	g_option_context_set_summary(ctx, "The vshare host daemon.");
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, argc, argv, error))
+		return FALSE;
+	if (opt_interval < 1 || opt_interval > 3600 || opt_timeout <= 0 ||
+	    opt_qmp_timeout <= 0 || opt_mem_timeout <= 0)
+		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
+				   "intervals and timeouts must be positive"),
+		       FALSE;
+	vs_config_init(&d->cfg);
+	if (opt_conf)
+		g_free(d->cfg.conf_dir), d->cfg.conf_dir = g_strdup(opt_conf);
+	if (opt_state)
+		g_free(d->cfg.state_dir),
+			d->cfg.state_dir = g_strdup(opt_state);
+	d->cfg.agent_timeout_ms = opt_timeout * 1000;
+	d->cfg.qmp_timeout_ms = opt_qmp_timeout * 1000;
+	d->cfg.mem_timeout_ms = opt_mem_timeout * 1000;
+	d->socket_path =
+		g_strdup(opt_socket ? opt_socket : "/run/vshare/vshared.sock");
+	d->metrics_path =
+		g_strdup(opt_metrics ? opt_metrics : "/run/vshare/vshare.prom");
+	d->metrics_interval_s = opt_interval;
+	return TRUE;
+}
+
+/* Readiness for systemd (Type=notify) without libsystemd. */
+static void notify_ready(void)
+{
+	const char *path = g_getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (!path || !*path || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	strcpy(sa.sun_path, path);
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, "READY=1", 7, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   sizeof(sa)) < 0)
+		g_debug("sd_notify: %s", g_strerror(errno));
+	close(fd);
+}
+
+static gboolean on_quit(gpointer data)
+{
+	Daemon *d = data;
+
+	g_message("stopping");
+	g_main_loop_quit(d->loop);
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean on_hup(gpointer data)
+{
+	Daemon *d = data;
+
+	g_message("SIGHUP: reading the registry again");
+	daemon_job(d, JOB_RELOAD, NULL, NULL, 0, NULL, NULL);
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean on_tick(gpointer data)
+{
+	Daemon *d = data;
+
+	if (d->tick_queued)
+		return G_SOURCE_CONTINUE; /* slow guests: ticks coalesce */
+	d->tick_queued = TRUE;
+	daemon_job(d, JOB_METRICS, NULL, NULL, 0, NULL, NULL);
+	return G_SOURCE_CONTINUE;
+}
+
+/* The lock for the daemon's lifetime, then recovery. A journal an agent
+ * is too slow to undo stays; the metrics tick retries it. */
+static gboolean start_session(Daemon *d, GError **error)
+{
+	int fd = vs_store_lock(&d->cfg, FALSE, error);
+	g_autoptr(GError) local = NULL;
+
+	if (fd < 0)
+		return FALSE;
+	if (vs_session_open(&d->session, &d->cfg, fd, daemon_collect, d,
+			    &local))
+		return TRUE;
+	if (!d->session.ledger ||
+	    !(vs_error_is(local, VS_HOST_ERROR_UNREACHABLE) ||
+	      vs_error_is(local, VS_HOST_ERROR_GONE))) {
+		g_propagate_error(error, g_steal_pointer(&local));
+		return FALSE;
+	}
+	g_warning("%s (retrying at every metrics tick)", local->message);
+	return TRUE;
+}
+
+static int run(Daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+
+	daemon_jobs_init(d);
+	if (!start_session(d, &error) || !daemon_api_start(d, &error)) {
+		g_printerr("vshared: %s\n", error->message);
+		return 1;
+	}
+	d->loop = g_main_loop_new(NULL, FALSE);
+	g_unix_signal_add(SIGTERM, on_quit, d);
+	g_unix_signal_add(SIGINT, on_quit, d);
+	g_unix_signal_add(SIGHUP, on_hup, d);
+	g_timeout_add_seconds(d->metrics_interval_s, on_tick, d);
+	daemon_job(d, JOB_RELOAD, NULL, NULL, 0, NULL, NULL);
+	on_tick(d);
+	g_message("ready: %s (ledger generation %" G_GUINT64_FORMAT ")",
+		  d->socket_path, d->session.ledger->generation);
+	notify_ready();
+	g_main_loop_run(d->loop);
+	daemon_api_stop(d);
+	g_thread_pool_free(d->pool, FALSE, TRUE);
+	while (g_main_context_iteration(NULL, FALSE)) /* job_done callbacks */
+		;
+	return 0;
+}
+
+static void cleanup(Daemon *d)
+{
+	daemon_unwatch_all(d);
+	g_clear_pointer(&d->watches, g_hash_table_destroy);
+	g_clear_pointer(&d->obs, vs_observation_free);
+	g_clear_pointer(&d->last_status, json_node_unref);
+	g_clear_pointer(&d->stats, g_hash_table_destroy);
+	g_clear_pointer(&d->event_nodes, g_ptr_array_unref);
+	g_clear_pointer(&d->dispatcher, vs_dispatcher_free);
+	g_clear_pointer(&d->loop, g_main_loop_unref);
+	vs_session_close(&d->session);
+	vs_config_clear(&d->cfg);
+	g_free(d->socket_path);
+	g_free(d->metrics_path);
+}
+
+int main(int argc, char **argv)
+{
+	Daemon d = { .listen_fd = -1 };
+	g_autoptr(GError) error = NULL;
+	int rc;
+
+	setlocale(LC_ALL, "");
+	signal(SIGPIPE, SIG_IGN);
+	if (!configure(&d, &argc, &argv, &error)) {
+		g_printerr("vshared: %s\n", error->message);
+		return 2;
+	}
+	rc = run(&d);
+	cleanup(&d);
+	g_free(opt_conf);
+	g_free(opt_state);
+	g_free(opt_socket);
+	g_free(opt_metrics);
+	return rc;
+}

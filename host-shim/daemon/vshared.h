@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vshared: the host daemon over libvshare-host. One glib main loop hears
+ * the control socket (api.c), QEMU's QMP connections (watch.c) and timers;
+ * everything that touches the ledger or waits on a guest runs as a job on
+ * one worker thread (jobs.c), so event intake never waits behind a slow
+ * agent and changes stay serial, as the ledger lock requires.
+ *
+ *   main.c     options, lock, recover at start, signals, readiness
+ *   api.c      control socket: root peers only, framing, replies in order
+ *   jobs.c     the worker: requests (schema-dispatched), VM gone, metrics
+ *   watch.c    one fd watch per QMP VM between jobs: QEMU gone -> job
+ *   metrics.c  Prometheus text (textfile-collector convention)
+ */
+#pragma once
+
+#include "vshare-host.h"
+
+extern const VsCommandSpec vs_host_schema_commands[];
+extern const char vs_host_schema_version[];
+
+typedef struct Client Client;
+
+typedef struct {
+	VsConfig cfg;
+	VsSession session; /* the worker's, between jobs the loop's */
+	GMainLoop *loop;
+	GThreadPool *pool;    /* one thread: jobs run one at a time */
+	guint pending;	      /* jobs queued or running (loop's count) */
+	gboolean tick_queued; /* a metrics job is queued (loop) */
+	VsDispatcher *dispatcher;
+	GHashTable *watches; /* name -> Watch (loop) */
+	char *socket_path;
+	char *metrics_path;
+	int metrics_interval_s;
+	VsObservation *obs;    /* metrics: since the last tick (worker) */
+	JsonNode *last_status; /* the last tick's status document (worker) */
+	GHashTable *stats;     /* counters for metrics (worker) */
+	GString *events;       /* events of the running request (worker) */
+	GPtrArray *event_nodes;
+	int listen_fd;
+	GSource *listen_src;
+} Daemon;
+
+/* jobs.c */
+typedef enum {
+	JOB_REQUEST, /* a control-socket frame */
+	JOB_VM_GONE, /* a watched VM's QEMU went away */
+	JOB_METRICS, /* the periodic tick */
+	JOB_RELOAD,  /* SIGHUP: open every registered VM */
+} JobKind;
+
+void daemon_jobs_init(Daemon *d);
+/* The session's event sink: progress for the current request, a log line
+ * for what an operator must know. */
+void daemon_collect(const VsEvent *ev, gpointer data);
+/* Queue a job; @client/@frame for JOB_REQUEST, @vm for JOB_VM_GONE. */
+void daemon_job(Daemon *d, JobKind kind, Client *client, const char *frame,
+		gsize len, const GError *frame_error, const char *vm);
+
+/* api.c */
+gboolean daemon_api_start(Daemon *d, GError **error);
+void daemon_api_stop(Daemon *d);
+void client_reply(Client *c, GBytes *bytes); /* loop thread */
+Client *client_ref(Client *c);
+void client_unref(Client *c);
+void client_done(Client *c); /* a queued request was answered */
+
+/* watch.c (loop thread) */
+void daemon_watch_all(Daemon *d);
+void daemon_unwatch_all(Daemon *d);
+
+/* metrics.c (worker) */
+void daemon_metrics_tick(Daemon *d);
+void daemon_stat_add(Daemon *d, const char *key, double v);
