@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The libvirt VM driver's parts that are not the vtable: a pure reader of
+ * domain XML and of /proc/PID/cgroup (unit-tested on captured text), and
+ * the GMainContext libvirt's events are dispatched on.
+ */
+#pragma once
+
+#include "vshare-host.h"
+
+#define VS_AGENT_CHANNEL "org.vshare.agent.0"
+
+/* A virtio-mem device's XML as libvirt gave it, cut around <requested>:
+ * an update is head + the new <requested> + tail, the rest unchanged
+ * (what virsh update-memory-device sends). */
+typedef struct {
+	char *head, *tail;
+} VsLvDevXml;
+
+typedef struct {
+	char *name, *uuid;
+	char *agent_path;    /* <channel type='unix'> org.vshare.agent.0 */
+	guint n_vcpus;	     /* online: <vcpu current=N>, else <vcpu> */
+	GArray *vcpu_node;   /* int by vCPU id: its <numa><cell>; 0 without */
+	GPtrArray *vmems;    /* VsVmem: alias, node, requested, current, ... */
+	GPtrArray *vmem_xml; /* VsLvDevXml, parallel to vmems */
+	gint64 quota;	     /* <cputune><quota> (us), -1 when unset */
+} VsLvDomain;
+
+/* Domain XML text -> @d (cleared first). Malformed XML: FAILED; values
+ * that break the device's own invariants (current > size, a node outside
+ * the cells): HOSTILE, since they come from the guest through QEMU. */
+gboolean vs_lv_parse_domain(const char *xml, VsLvDomain *d, GError **error);
+void vs_lv_domain_clear(VsLvDomain *d);
+/* The device XML for virDomainUpdateDeviceFlags with <requested> set to
+ * @bytes (a multiple of 1 KiB). */
+char *vs_lv_vmem_update_xml(const VsLvDevXml *x, guint64 bytes, GError **error);
+/* The cgroup path of @controller in /proc/PID/cgroup text (@version 1:
+ * the v1 line listing it; 2: the "0::" line); NULL when absent. */
+char *vs_lv_proc_cgroup(const char *text, const char *controller, int version);
+
+/* Where libvirt's event callbacks run (before the first open; default: a
+ * private context, iterated by the driver's wait()). A daemon passes its
+ * own context; wait() then blocks on a condition instead. */
+void vs_libvirt_set_event_context(GMainContext *ctx);
+GMainContext *vs_libvirt_event_context(void);
+/* Register the glib event implementation with libvirt (once; before any
+ * virConnectOpen). */
+void vs_libvirt_events_init(void);
+/* Wake vs_libvirt_events_wait() callers (from an event callback). */
+void vs_libvirt_events_kick(void);
+/* Until @done(@data) or @deadline (monotonic us): iterate the event
+ * context when this thread can own it, else wait for a kick. */
+void vs_libvirt_events_wait(gboolean (*done)(gpointer data), gpointer data,
+			    gint64 deadline);
+/* Run what is pending (deferred frees) when no one else runs the
+ * context; after a connection is closed. */
+void vs_libvirt_events_drain(void);
