@@ -8,11 +8,14 @@ CLANG    ?= clang
 PKGS     := glib-2.0 gio-2.0 json-glib-1.0
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# the host side only: the guest agent never links libvirt
+LIBVIRT_CFLAGS := $(shell pkg-config --cflags libvirt 2>/dev/null)
+LIBVIRT_LIBS   := $(shell pkg-config --libs libvirt 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim/lib \
             -Ihost-shim/cli
-BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS)
+BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) $(LIBVIRT_CFLAGS)
 REL      := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 REL_LD   := -Wl,-z,relro -Wl,-z,now
 SAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -33,6 +36,7 @@ HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
      build/san/test-host build/rel/vshared build/san/vshared \
+     build/san/test-libvirt-xml build/san/drvtest \
      build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl
 
 help:
@@ -78,22 +82,28 @@ build/san/vshare-agent: $(AGENT_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/rel/vsharectl: $(SHIM_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
-	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
 
 build/san/vsharectl: $(SHIM_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
-	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
 
 build/san/test-protocol: build/san/tests/unit/test-protocol.o $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/rel/vshared: $(DAEMON_SRC:%.c=build/rel/%.o) $(HOSTLIB_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
-	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
 
 build/san/vshared: $(DAEMON_SRC:%.c=build/san/%.o) $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
-	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
+
+build/san/test-libvirt-xml: build/san/tests/unit/test-libvirt-xml.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
+
+build/san/drvtest: build/san/tests/libvirt/drvtest.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
 
 build/san/test-host: build/san/tests/unit/test-host.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
-	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
 
 build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs-schema.c
 	@mkdir -p $(@D)
@@ -103,8 +113,10 @@ build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs
 
 # ---- tests -----------------------------------------------------------------
 # Every test prints TAP; prove gives the summary line CI reads.
-TESTS := build/san/test-protocol tests/unit/host.t tests/unit/protocol-docs.t \
+TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
+         tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
+         tests/hostile/hostile.t tests/bench/smoke.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
          tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
          tests/kernel/kernel.t
@@ -115,7 +127,7 @@ check demo bench bench-kernel kernel:
 	tests/setup-host.sh --if-needed
 	$(MAKE) --no-print-directory run-$@
 
-run-check: all build/fuzz/fuzz-proto
+run-check: all build/fuzz/fuzz-proto build/rel/vsharectl
 	prove -v -e '' $(TESTS)
 
 run-demo: build/rel/vshare-agent build/rel/vsharectl
@@ -132,7 +144,8 @@ run-bench-kernel: build/rel/vshare-agent
 demo-agent: build/rel/vshare-agent
 	tests/vm/vm demo
 
-run-bench: build/rel/vshare-agent build/rel/vsharectl
+run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
+	tests/bench/bench-hostile.py
 	tests/bench/bench.py
 	tests/bench/bench-systemd.py
 	tests/bench/bench-shim.py
@@ -168,10 +181,10 @@ fuzz: build/fuzz/fuzz-proto
 	  -max_len=70000 build/fuzz/corpus tests/fuzz/seeds
 
 format:
-	clang-format -i $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format -i $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/libvirt/*.c)
 
 format-check:
-	clang-format --dry-run -Werror $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format --dry-run -Werror $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/libvirt/*.c)
 
 clean:
 	rm -rf build

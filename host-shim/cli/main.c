@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 int cli_exit_code(const GError *error)
 {
@@ -73,7 +74,7 @@ gboolean cli_want_args(int argc, char **argv, int n, const char *what,
 /* ---- options shared by every subcommand ------------------------------- */
 
 static char *opt_conf, *opt_state, *opt_qmp, *opt_agent, *opt_socket;
-static double opt_timeout = 3.0, opt_qmp_timeout = 10.0;
+static double opt_timeout = 5.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0, opt_wait = 10.0;
 static gboolean opt_json;
 
@@ -93,7 +94,7 @@ static GOptionEntry common_entries[] = {
 	  "used when the daemon runs)",
 	  "PATH" },
 	{ "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout,
-	  "seconds to wait for the guest agent (default 3)", "S" },
+	  "seconds for each guest agent call (default 5)", "S" },
 	{ "qmp-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_qmp_timeout,
 	  "seconds for each QMP command (default 10)", "S" },
 	{ "wait", 0, 0, G_OPTION_ARG_DOUBLE, &opt_wait,
@@ -381,6 +382,12 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "--version")) {
 		printf("vsharectl %s\n", vs_schema_version);
 		return VS_EXIT_OK;
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "vsharectl: needs root: it acts on QEMU's "
+				"threads and cgroups and keeps its state in a "
+				"root-only directory\n");
+		return VS_EXIT_FAILED;
 	}
 	rc = run(argv[1], argc - 1, argv + 1);
 	if (rc >= 0)

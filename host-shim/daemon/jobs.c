@@ -192,8 +192,13 @@ static void vm_gone(Daemon *d, const char *name);
  * close of its monitor, which the watch saw first). */
 static void open_all(Daemon *d)
 {
-	g_auto(GStrv) names = vs_registry_list(&d->cfg, NULL);
+	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
+	g_auto(GStrv) names = NULL;
 
+	daemon_discover(d, gone);
+	for (guint i = 0; i < gone->len; i++)
+		vm_gone(d, gone->pdata[i]);
+	names = vs_registry_list(&d->cfg, NULL);
 	for (guint i = 0; names[i]; i++) {
 		g_autoptr(GError) e = NULL;
 

@@ -14,9 +14,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static char *opt_conf, *opt_state, *opt_socket, *opt_metrics;
+static char *opt_conf, *opt_state, *opt_socket, *opt_metrics, *opt_libvirt;
 static int opt_interval = 10;
-static double opt_timeout = 3.0, opt_qmp_timeout = 10.0;
+static double opt_timeout = 5.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0;
 
 static GOptionEntry entries[] = {
@@ -28,10 +28,14 @@ static GOptionEntry entries[] = {
 	  "control socket (default /run/vshare/vshared.sock)", "PATH" },
 	{ "metrics-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_metrics,
 	  "Prometheus text file (default /run/vshare/vshare.prom)", "PATH" },
+	{ "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &opt_libvirt,
+	  "follow this libvirtd: every domain with the org.vshare.agent.0 "
+	  "channel is managed under its name (e.g. qemu:///system)",
+	  "URI" },
 	{ "metrics-interval", 0, 0, G_OPTION_ARG_INT, &opt_interval,
 	  "seconds between observations (default 10)", "S" },
 	{ "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout,
-	  "seconds to wait for a guest agent (default 3)", "S" },
+	  "seconds for each guest agent call (default 5)", "S" },
 	{ "qmp-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_qmp_timeout,
 	  "seconds for each QMP command (default 10)", "S" },
 	{ "mem-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_mem_timeout,
@@ -66,6 +70,7 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 	d->metrics_path =
 		g_strdup(opt_metrics ? opt_metrics : "/run/vshare/vshare.prom");
 	d->metrics_interval_s = opt_interval;
+	d->libvirt_uri = g_strdup(opt_libvirt);
 	return TRUE;
 }
 
@@ -151,6 +156,7 @@ static int run(Daemon *d)
 		return 1;
 	}
 	d->loop = g_main_loop_new(NULL, FALSE);
+	daemon_libvirt_start(d);
 	g_unix_signal_add(SIGTERM, on_quit, d);
 	g_unix_signal_add(SIGINT, on_quit, d);
 	g_unix_signal_add(SIGHUP, on_hup, d);
@@ -162,6 +168,7 @@ static int run(Daemon *d)
 	notify_ready();
 	g_main_loop_run(d->loop);
 	daemon_api_stop(d);
+	daemon_libvirt_stop(d);
 	g_thread_pool_free(d->pool, FALSE, TRUE);
 	while (g_main_context_iteration(NULL, FALSE)) /* job_done callbacks */
 		;
@@ -182,6 +189,7 @@ static void cleanup(Daemon *d)
 	vs_config_clear(&d->cfg);
 	g_free(d->socket_path);
 	g_free(d->metrics_path);
+	g_free(d->libvirt_uri);
 }
 
 int main(int argc, char **argv)
@@ -202,5 +210,6 @@ int main(int argc, char **argv)
 	g_free(opt_state);
 	g_free(opt_socket);
 	g_free(opt_metrics);
+	g_free(opt_libvirt);
 	return rc;
 }

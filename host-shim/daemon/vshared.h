@@ -40,6 +40,11 @@ typedef struct {
 	GPtrArray *event_nodes;
 	int listen_fd;
 	GSource *listen_src;
+	char *libvirt_uri; /* --libvirt-uri: follow that libvirtd */
+	gpointer libvirt;  /* virConnectPtr for lifecycle events (loop) */
+	int libvirt_cb;
+	guint libvirt_timer; /* reconnecting */
+	gboolean libvirt_lost;
 } Daemon;
 
 /* jobs.c */
@@ -69,6 +74,12 @@ void client_done(Client *c); /* a queued request was answered */
 /* watch.c (loop thread) */
 void daemon_watch_all(Daemon *d);
 void daemon_unwatch_all(Daemon *d);
+
+/* libvirt.c: lifecycle events and reconnects (loop); discovery (worker)
+ * adds names that disappeared to @gone. */
+void daemon_libvirt_start(Daemon *d);
+void daemon_libvirt_stop(Daemon *d);
+void daemon_discover(Daemon *d, GPtrArray *gone);
 
 /* metrics.c (worker) */
 void daemon_metrics_tick(Daemon *d);

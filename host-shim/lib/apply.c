@@ -99,11 +99,10 @@ static gboolean agent_set(VsSession *s, VsVm *vm, const VsCpuSet *vcpus,
 		return FALSE;
 	json_object_set_string_member(args, "cpus", c);
 	json_object_set_string_member(args, "mems", m);
-	/* --timeout decides whether the agent is alive (the sync above);
-	 * the change itself may migrate memory, slow under TCG. */
+	/* One deadline for the call, nothing extends it: an agent slower
+	 * than that is "slow", and the change is undone or retried. */
 	r = vs_agent_call(a, "vshare-set-allocation", json_object_ref(args),
-			  MAX(s->cfg->agent_timeout_ms, VS_AGENT_CHANGE_MS),
-			  error);
+			  s->cfg->agent_timeout_ms, error);
 	if (!r || !reply_matches(r, vcpus, mems, error))
 		return FALSE;
 	emit_confined(s, vm, c, m, r, t0);
@@ -165,8 +164,10 @@ gboolean vs_apply_cpus(VsSession *s, const char *name, VsLedgerVm *want,
 	VsCpuSet vcpus, excluded;
 	g_autoptr(GError) local = NULL;
 
-	if (!vm || !vs_vm_check_shape(vm, &s->host, error) ||
-	    !vs_vm_pin(vm, &s->host, error))
+	if (!vm || !vs_vm_check_shape(vm, &s->host, error))
+		return FALSE;
+	g_hash_table_add(s->touched, g_strdup(name)); /* acting from here */
+	if (!vs_vm_pin(vm, &s->host, error))
 		return FALSE;
 	vs_host_vcpus_of(&s->host, &want->pcpus, &vcpus);
 	vs_cpuset_clear(&excluded);
@@ -282,6 +283,7 @@ gboolean vs_apply_mem(VsSession *s, const char *name, VsLedgerVm *want,
 
 	if (!vm || !vs_vm_refresh_mem(vm, error))
 		return FALSE;
+	g_hash_table_add(s->touched, g_strdup(name));
 	for (guint n = 0; n < s->host.n_nodes; n++) {
 		VsVmem *d = vs_vm_vmem_on(vm, n);
 

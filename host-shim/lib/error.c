@@ -40,7 +40,7 @@ void vs_config_init(VsConfig *c)
 	c->state_dir = g_strdup("/var/lib/vshare");
 	c->sysfs = g_strdup("/sys");
 	c->proc = g_strdup("/proc");
-	c->agent_timeout_ms = 3000;
+	c->agent_timeout_ms = 5000;
 	c->qmp_timeout_ms = 10000;
 	c->mem_timeout_ms = 30000;
 	c->inline_vm = NULL;
@@ -53,5 +53,7 @@ void vs_config_clear(VsConfig *c)
 	g_free(c->sysfs);
 	g_free(c->proc);
 	vs_vmconf_free(c->inline_vm);
+	if (c->found)
+		g_ptr_array_unref(c->found);
 	memset(c, 0, sizeof(*c));
 }

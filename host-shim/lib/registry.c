@@ -117,9 +117,14 @@ VsVmConf *vs_registry_get(const VsConfig *c, const char *name, GError **error)
 		v->name = g_strdup(name);
 		return g_steal_pointer(&v);
 	}
+	path = conf_path(c, name);
+	for (guint i = 0; c->found && i < c->found->len &&
+			  !g_file_test(path, G_FILE_TEST_EXISTS);
+	     i++)
+		if (!strcmp(((VsVmConf *)c->found->pdata[i])->name, name))
+			return vs_vmconf_copy(c->found->pdata[i]);
 	v = g_new0(VsVmConf, 1);
 	v->name = g_strdup(name);
-	path = conf_path(c, name);
 	text = vs_read_bounded(path, 65536, &local);
 	if (!text ||
 	    !g_key_file_load_from_data(kf, text, -1, G_KEY_FILE_NONE, NULL)) {
@@ -155,6 +160,13 @@ char **vs_registry_list(const VsConfig *c, GError **error)
 		n = g_strndup(e, strlen(e) - strlen(".conf"));
 		if (vs_name_valid(n, NULL))
 			g_ptr_array_add(names, g_steal_pointer(&n));
+	}
+	for (guint i = 0; c->found && i < c->found->len; i++) {
+		const char *n = ((VsVmConf *)c->found->pdata[i])->name;
+
+		if (!g_ptr_array_find_with_equal_func(names, n, g_str_equal,
+						      NULL))
+			g_ptr_array_add(names, g_strdup(n));
 	}
 	g_ptr_array_sort(names, cmp_names);
 	g_ptr_array_add(names, NULL);

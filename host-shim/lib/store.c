@@ -174,8 +174,8 @@ VsLedger *vs_store_load(const VsConfig *c, const VsHost *host, GError **error)
 		g_build_filename(c->state_dir, "ledger.json", NULL);
 	g_autofree char *text = NULL;
 
-	if (!g_file_test(path, G_FILE_TEST_EXISTS))
-		return vs_ledger_new(host);
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		return vs_ledger_new(host); /* EACCES is not "no ledger" */
 	text = vs_read_bounded(path, LEDGER_MAX_SIZE, error);
 	if (!text)
 		return NULL;

@@ -64,6 +64,8 @@ gboolean vs_session_open(VsSession *s, const VsConfig *c, int lock_fd,
 	s->emit_data = data;
 	s->vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 				       (GDestroyNotify)vs_vm_free);
+	s->touched =
+		g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	if (!vs_host_load(c, &s->host, error))
 		return FALSE;
 	s->ledger = vs_store_load(c, &s->host, error);
@@ -82,6 +84,7 @@ void vs_session_close(VsSession *s)
 	s->lock_fd = -1;
 	g_clear_pointer(&s->ledger, vs_ledger_free);
 	g_clear_pointer(&s->vms, g_hash_table_destroy);
+	g_clear_pointer(&s->touched, g_hash_table_destroy);
 	vs_host_clear(&s->host);
 }
 
@@ -152,7 +155,7 @@ static const char *step_name(const VsStep *st)
 /* Undo steps [0, upto] by re-applying @before, last first. FALSE when a
  * VM that still runs could not be brought back: the journal must stay. */
 static gboolean undo(VsSession *s, VsLedger *before, const VsStep *steps,
-		     gint upto, GError **error)
+		     gint upto, gboolean all, GError **error)
 {
 	gboolean ok = TRUE;
 
@@ -161,6 +164,11 @@ static gboolean undo(VsSession *s, VsLedger *before, const VsStep *steps,
 		VsLedgerVm tmp;
 		VsMode mode = entry_or_full(s, before, steps[i].vm, &tmp)->mode;
 
+		/* A step that failed before it acted (the VM could not be
+		 * opened, or its replies were refused) has nothing to undo.
+		 * Recovery from a journal cannot know that: @all. */
+		if (!all && !g_hash_table_contains(s->touched, steps[i].vm))
+			continue;
 		crash_point("undo");
 		if (apply_step(s, before, NULL, &steps[i], mode, TRUE, &local))
 			continue;
@@ -364,7 +372,8 @@ static gboolean run_steps(VsSession *s, VsPlan *p, VsLedger *before,
 				       .index = i + 1,
 				       .step = st->kind,
 				       .message = local->message });
-		if (!undo(s, before, (VsStep *)p->steps->data, i, &undo_err)) {
+		if (!undo(s, before, (VsStep *)p->steps->data, i, FALSE,
+			  &undo_err)) {
 			g_set_error(error, VS_HOST_ERROR,
 				    VS_HOST_ERROR_UNREACHABLE,
 				    "%s failed (%s) and the undo could not "
@@ -392,6 +401,7 @@ gboolean vs_txn_run(VsSession *s, VsPlan *p, GError **error)
 		       FALSE;
 	if (!journal_write(s, p, before, error))
 		return FALSE;
+	g_hash_table_remove_all(s->touched);
 	crash_point("intent");
 	if (!run_steps(s, p, before, error))
 		return FALSE;
@@ -441,7 +451,7 @@ static gboolean roll_back(VsSession *s, Journal *j, GError **error)
 	vs_emit(s, &(VsEvent){ .kind = VS_EV_RECOVER, .op = j->op });
 	crash_point("recover");
 	if (!undo(s, j->before, (VsStep *)j->steps->data,
-		  (gint)j->steps->len - 1, error)) {
+		  (gint)j->steps->len - 1, TRUE, error)) {
 		g_prefix_error(error, "recover: the journal is kept: ");
 		return FALSE;
 	}

@@ -44,10 +44,6 @@ void vs_vm_free(VsVm *vm)
 	g_free(vm);
 }
 
-#ifndef VS_HAVE_LIBVIRT
-const VsVmDriver vs_vmdrv_libvirt = { .name = "libvirt" };
-#endif
-
 static const VsVmDriver *driver_of(VsDriverKind k)
 {
 	return k == VS_DRIVER_LIBVIRT ? &vs_vmdrv_libvirt : &vs_vmdrv_qmp;
@@ -101,6 +97,36 @@ static gboolean hostile(GError **error, const char *what, guint i)
 	return FALSE;
 }
 
+/* One element of query-cpus-fast, every member checked; the message
+ * names the member a hostile or broken QEMU got wrong. */
+static gboolean vcpu_of(JsonNode *e, guint i, guint n, VsVcpu *v,
+			GError **error)
+{
+	JsonObject *c =
+		JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
+	gint64 idx, node, tid;
+	const char *bad = NULL;
+
+	if (!c)
+		bad = "not an object";
+	else if (!int_member(c, "cpu-index", 0, n - 1, &idx))
+		bad = "cpu-index missing, not an integer or out of range";
+	else if (!int_member(c, "thread-id", 1, G_MAXINT32, &tid))
+		bad = "thread-id missing, not an integer or not a valid "
+		      "thread id";
+	else if (!int_member(obj_member(c, "props"), "node-id", 0,
+			     VS_MAX_NODES - 1, &node))
+		bad = "props.node-id missing or out of range";
+	if (bad)
+		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_HOSTILE,
+				   "QMP query-cpus-fast: vCPU element %u: %s: "
+				   "refusing to act on its thread",
+				   i, bad),
+		       FALSE;
+	*v = (VsVcpu){ .index = idx, .node = node, .tid = tid };
+	return TRUE;
+}
+
 gboolean vs_qmp_parse_vcpus(JsonNode *reply, GArray *vcpus, GError **error)
 {
 	JsonArray *a = reply && JSON_NODE_HOLDS_ARRAY(reply)
@@ -113,27 +139,18 @@ gboolean vs_qmp_parse_vcpus(JsonNode *reply, GArray *vcpus, GError **error)
 		return hostile(error, "query-cpus-fast", 0);
 	g_array_set_size(vcpus, n);
 	for (guint i = 0; i < n; i++) {
-		JsonNode *e = json_array_get_element(a, i);
-		JsonObject *c = JSON_NODE_HOLDS_OBJECT(e)
-					? json_node_get_object(e)
-					: NULL;
-		gint64 idx, node, tid;
-		VsVcpu *v;
+		VsVcpu v;
 
-		if (!int_member(c, "cpu-index", 0, n - 1, &idx) ||
-		    !int_member(c, "thread-id", 1, G_MAXINT32, &tid) ||
-		    !int_member(obj_member(c, "props"), "node-id", 0,
-				VS_MAX_NODES - 1, &node))
-			return hostile(error, "query-cpus-fast", i);
-		v = &g_array_index(vcpus, VsVcpu, idx);
-		if (v->tid) {
-			g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_HOSTILE,
-				    "QMP query-cpus-fast: cpu-index "
-				    "%" G_GINT64_FORMAT " appears twice",
-				    idx);
+		if (!vcpu_of(json_array_get_element(a, i), i, n, &v, error))
 			return FALSE;
-		}
-		*v = (VsVcpu){ .index = idx, .node = node, .tid = tid };
+		if (g_array_index(vcpus, VsVcpu, v.index).tid)
+			return g_set_error(error, VS_HOST_ERROR,
+					   VS_HOST_ERROR_HOSTILE,
+					   "QMP query-cpus-fast: cpu-index %u "
+					   "appears twice",
+					   v.index),
+			       FALSE;
+		g_array_index(vcpus, VsVcpu, v.index) = v;
 	}
 	return TRUE;
 }

@@ -27,8 +27,6 @@
 #include <sys/types.h>
 
 #define VS_MAX_NODES 64
-/* Deadline of an allocation change once the agent answered its sync. */
-#define VS_AGENT_CHANGE_MS 60000
 /* Replies: the agent's are a few KiB; QMP's grow with vCPUs/devices. */
 #define VS_AGENT_MAX_REPLY (256 * 1024)
 #define VS_QMP_MAX_REPLY   (4 * 1024 * 1024)
@@ -68,6 +66,7 @@ typedef struct {
 	int qmp_timeout_ms;
 	int mem_timeout_ms;
 	VsVmConf *inline_vm; /* a VM given by sockets, not registered */
+	GPtrArray *found;    /* VsVmConf: discovered libvirt domains */
 } VsConfig;
 
 void vs_config_init(VsConfig *c);
@@ -199,6 +198,9 @@ gboolean vs_registry_add(const VsConfig *c, const VsVmConf *v, gboolean force,
 			 GError **error);
 gboolean vs_registry_remove(const VsConfig *c, const char *name,
 			    GError **error);
+/* discover.c: the running domains of @uri that carry the vshare agent's
+ * channel, as registry entries named after the domains. */
+GPtrArray *vs_libvirt_discover(const char *uri, GError **error);
 
 /* ---- vm.c + drivers ------------------------------------------------------------ */
 
@@ -450,7 +452,8 @@ typedef struct {
 	int lock_fd;
 	VsEventFunc emit;
 	gpointer emit_data;
-	gboolean partial; /* memory: a change reached less than asked */
+	gboolean partial;    /* memory: a change reached less than asked */
+	GHashTable *touched; /* VMs a step of this process acted on */
 } VsSession;
 
 /* Load layout and ledger. @lock_fd: a lock from vs_store_lock (the

@@ -444,7 +444,7 @@ def socket_abuse(t, d):
                         "--state-dir", d.ctl.state],
                        capture_output=True, text=True, timeout=60,
                        env=d.ctl.env)
-    t.ok(p.returncode == 1 and "root only" in p.stderr,
+    t.ok(p.returncode == 1 and "needs root" in p.stderr,
          "non-root vsharectl: clear error (exit 1)", p.stderr)
 
 

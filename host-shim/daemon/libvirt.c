@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * vshared and libvirtd (--libvirt-uri): the loop keeps one connection for
+ * domain lifecycle events (libvirt's events run on the main context,
+ * lib/vmdrv-libvirt-events.c): a domain started or migrated in makes the
+ * worker discover again; one stopped, crashed, destroyed or migrated away
+ * is gone (jobs.c frees what it owned). When libvirtd goes away the close
+ * callback starts a reconnect timer; nothing in the ledger changes while
+ * it is down. Discovery itself runs on the worker (daemon_discover).
+ */
+#include "vshared.h"
+#include "vmdrv-libvirt.h"
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+static gboolean reconnect(gpointer data);
+
+static int on_lifecycle(virConnectPtr c, virDomainPtr dom, int event,
+			int detail, void *opaque)
+{
+	Daemon *d = opaque;
+	const char *name = virDomainGetName(dom);
+
+	switch (event) {
+	case VIR_DOMAIN_EVENT_STARTED:
+	case VIR_DOMAIN_EVENT_RESUMED:
+		daemon_job(d, JOB_RELOAD, NULL, NULL, 0, NULL, NULL);
+		break;
+	case VIR_DOMAIN_EVENT_STOPPED:
+	case VIR_DOMAIN_EVENT_UNDEFINED:
+	case VIR_DOMAIN_EVENT_CRASHED:
+		if (name)
+			daemon_job(d, JOB_VM_GONE, NULL, NULL, 0, NULL, name);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static void on_close(virConnectPtr c, int reason, void *opaque)
+{
+	Daemon *d = opaque;
+
+	g_message("libvirt: connection to %s lost: reconnecting",
+		  d->libvirt_uri);
+	d->libvirt_lost = TRUE;
+	if (!d->libvirt_timer)
+		d->libvirt_timer = g_timeout_add_seconds(1, reconnect, d);
+}
+
+static void drop(Daemon *d)
+{
+	virConnectPtr conn = d->libvirt;
+
+	if (!conn)
+		return;
+	d->libvirt = NULL;
+	if (d->libvirt_cb >= 0)
+		virConnectDomainEventDeregisterAny(conn, d->libvirt_cb);
+	virConnectUnregisterCloseCallback(conn, on_close);
+	d->libvirt_cb = -1;
+	virConnectClose(conn);
+}
+
+static gboolean connect_libvirt(Daemon *d)
+{
+	virConnectPtr conn = virConnectOpen(d->libvirt_uri);
+
+	if (!conn)
+		return FALSE;
+	d->libvirt = conn;
+	d->libvirt_cb = virConnectDomainEventRegisterAny(
+		conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+		VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), d, NULL);
+	virConnectRegisterCloseCallback(conn, on_close, d, NULL);
+	/* keepalive: a dead libvirtd is noticed even when idle */
+	virConnectSetKeepAlive(conn, 5, 3);
+	return TRUE;
+}
+
+static gboolean reconnect(gpointer data)
+{
+	Daemon *d = data;
+
+	drop(d);
+	if (!connect_libvirt(d))
+		return G_SOURCE_CONTINUE; /* libvirtd still down */
+	g_message("libvirt: reconnected to %s", d->libvirt_uri);
+	d->libvirt_lost = FALSE;
+	d->libvirt_timer = 0;
+	daemon_job(d, JOB_RELOAD, NULL, NULL, 0, NULL, NULL);
+	return G_SOURCE_REMOVE;
+}
+
+void daemon_libvirt_start(Daemon *d)
+{
+	d->libvirt_cb = -1;
+	if (!d->libvirt_uri)
+		return;
+	/* libvirt's callbacks on our loop, registered before any open */
+	vs_libvirt_set_event_context(g_main_context_default());
+	vs_libvirt_events_init();
+	if (!connect_libvirt(d)) {
+		g_message("libvirt: %s not reachable yet: retrying",
+			  d->libvirt_uri);
+		d->libvirt_timer = g_timeout_add_seconds(1, reconnect, d);
+	}
+}
+
+void daemon_libvirt_stop(Daemon *d)
+{
+	if (d->libvirt_timer)
+		g_source_remove(d->libvirt_timer);
+	d->libvirt_timer = 0;
+	drop(d);
+}
+
+/* Worker: the domains to follow now. A domain found before and missing
+ * now (while libvirtd answered) is gone. */
+void daemon_discover(Daemon *d, GPtrArray *gone)
+{
+	g_autoptr(GError) e = NULL;
+	GPtrArray *found;
+
+	if (!d->libvirt_uri)
+		return;
+	found = vs_libvirt_discover(d->libvirt_uri, &e);
+	if (!found) {
+		g_debug("discovery: %s", e->message);
+		return; /* libvirtd down: nothing is concluded */
+	}
+	for (guint i = 0; d->cfg.found && i < d->cfg.found->len; i++) {
+		VsVmConf *old = d->cfg.found->pdata[i];
+		gboolean still = FALSE;
+
+		for (guint k = 0; k < found->len && !still; k++)
+			still = !g_strcmp0(old->name,
+					   ((VsVmConf *)found->pdata[k])->name);
+		if (!still)
+			g_ptr_array_add(gone, g_strdup(old->name));
+	}
+	if (d->cfg.found)
+		g_ptr_array_unref(d->cfg.found);
+	d->cfg.found = found;
+}
