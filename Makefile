@@ -111,6 +111,12 @@ build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -o $@ tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(PKG_LIBS)
 
+build/fuzz/fuzz-host: tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS) build/gen/vs-schema.c
+	@mkdir -p $(@D)
+	$(CLANG) -std=gnu11 $(CPPFLAGS) $(PKG_CFLAGS) $(LIBVIRT_CFLAGS) -g -O1 \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(PKG_LIBS) $(LIBVIRT_LIBS)
+
 # ---- tests -----------------------------------------------------------------
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
@@ -127,7 +133,7 @@ check demo bench bench-kernel kernel:
 	tests/setup-host.sh --if-needed
 	$(MAKE) --no-print-directory run-$@
 
-run-check: all build/fuzz/fuzz-proto build/rel/vsharectl
+run-check: all build/fuzz/fuzz-proto build/fuzz/fuzz-host build/rel/vsharectl
 	prove -v -e '' $(TESTS)
 
 run-demo: build/rel/vshare-agent build/rel/vsharectl
@@ -175,10 +181,10 @@ install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
 	install -D -m 0644 agent/udev/60-vshare-agent.rules $(DESTDIR)$(UDEVDIR)/60-vshare-agent.rules
 	sed -i 's|/usr/sbin/vshare-agent|$(PREFIX)/sbin/vshare-agent|' $(DESTDIR)$(UNITDIR)/vshare-agent.service
 
-fuzz: build/fuzz/fuzz-proto
-	@mkdir -p build/fuzz/corpus
-	build/fuzz/fuzz-proto -max_total_time=$${FUZZ_SECONDS:-600} \
-	  -max_len=70000 build/fuzz/corpus tests/fuzz/seeds
+# make fuzz: each target FUZZ_SECONDS (default 600); BENCH lines with the
+# executions each ran (libFuzzer's final stats).
+fuzz: build/fuzz/fuzz-proto build/fuzz/fuzz-host
+	tests/fuzz/run.sh $${FUZZ_SECONDS:-600}
 
 format:
 	clang-format -i $(wildcard protocol/*.[ch] agent/*.[ch] host-shim/*/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/libvirt/*.c)

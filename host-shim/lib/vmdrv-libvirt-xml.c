@@ -302,11 +302,15 @@ static gboolean leaf(Ctx *c, const char *p, GError **error)
 {
 	char *t = c->text->str;
 
-	if (!strcmp(p, "/domain/name"))
+	/* a repeated element replaces the earlier one (found by fuzz-host) */
+	if (!strcmp(p, "/domain/name")) {
+		g_free(c->d->name);
 		c->d->name = g_strstrip(g_strdup(t));
-	else if (!strcmp(p, "/domain/uuid"))
+	} else if (!strcmp(p, "/domain/uuid")) {
+		g_free(c->d->uuid);
 		c->d->uuid = g_strstrip(g_strdup(t));
-	else if (!strcmp(p, "/domain/vcpu"))
+	}
+	if (!strcmp(p, "/domain/vcpu"))
 		return vcpus(c, error);
 	else if (!strcmp(p, "/domain/cputune/quota"))
 		c->d->quota = g_ascii_strtoll(t, NULL, 10);
