@@ -106,7 +106,7 @@ static int finish(Cli *c, JsonNode *r, const char *done)
 	return cli_fail(e);
 }
 
-static JsonObject *change_args(const VsChangeReq *r)
+static JsonObject *change_args(Cli *c, const VsChangeReq *r)
 {
 	static const char *const ops[] = { "cpus", "mem", "lend", "forget" };
 	JsonObject *a = json_object_new();
@@ -126,6 +126,9 @@ static JsonObject *change_args(const VsChangeReq *r)
 		json_object_set_int_member(a, "bytes", (gint64)r->bytes);
 	}
 	json_object_set_string_member(a, "mode", vs_mode_name(r->mode));
+	json_object_set_int_member(a, "agent-timeout-ms",
+				   c->cfg.agent_timeout_ms);
+	json_object_set_int_member(a, "mem-timeout-ms", c->cfg.mem_timeout_ms);
 	return a;
 }
 
@@ -139,7 +142,7 @@ int cli_daemon_change(Cli *c, const VsChangeReq *req, const char *done,
 	*handled = p || error;
 	if (!p)
 		return error ? cli_fail(error) : VS_EXIT_OK;
-	r = req ? call(c, p, "vshare-host-change", change_args(req), &error)
+	r = req ? call(c, p, "vshare-host-change", change_args(c, req), &error)
 		: call(c, p, "vshare-host-recover", NULL, &error);
 	if (!r)
 		return cli_fail(error);

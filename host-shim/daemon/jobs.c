@@ -112,17 +112,35 @@ static gboolean request_of(JsonObject *a, VsChangeReq *r, GError **error)
 			     &r->mode, error);
 }
 
+/* The caller's deadlines for this change (1 ms .. 1 h), then ours again. */
+static void deadline_arg(JsonObject *a, const char *k, int *ms, int *saved)
+{
+	gint64 v = json_object_has_member(a, k)
+			   ? json_object_get_int_member(a, k)
+			   : -1;
+
+	*saved = *ms;
+	if (v >= 1 && v <= 3600000)
+		*ms = (int)v;
+}
+
 static JsonNode *h_change(JsonObject *a, gpointer ctx, GError **error)
 {
 	Daemon *d = ctx;
 	g_autoptr(GError) local = NULL;
 	VsChangeReq r;
 	gint64 t0 = g_get_monotonic_time();
+	int agent_ms, mem_ms;
 	gboolean ok;
 
 	d->session.partial = FALSE;
+	deadline_arg(a, "agent-timeout-ms", &d->cfg.agent_timeout_ms,
+		     &agent_ms);
+	deadline_arg(a, "mem-timeout-ms", &d->cfg.mem_timeout_ms, &mem_ms);
 	ok = request_of(a, &r, &local) &&
 	     vs_session_change(&d->session, &r, &local);
+	d->cfg.agent_timeout_ms = agent_ms;
+	d->cfg.mem_timeout_ms = mem_ms;
 	daemon_stat_add(d, ok ? "changes_ok" : "changes_failed", 1);
 	if (ok && r.kind == VS_REQ_LEND) {
 		daemon_stat_add(d, "lends", 1);

@@ -182,6 +182,7 @@ static void cleanup(Daemon *d)
 	g_clear_pointer(&d->obs, vs_observation_free);
 	g_clear_pointer(&d->last_status, json_node_unref);
 	g_clear_pointer(&d->stats, g_hash_table_destroy);
+	g_clear_pointer(&d->strikes, g_hash_table_destroy);
 	g_clear_pointer(&d->event_nodes, g_ptr_array_unref);
 	g_clear_pointer(&d->dispatcher, vs_dispatcher_free);
 	g_clear_pointer(&d->loop, g_main_loop_unref);

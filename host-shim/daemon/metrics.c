@@ -141,6 +141,10 @@ static void counters(Daemon *d, GString *s)
 			       stat_of(d, "lend_seconds"));
 	g_string_append_printf(s, "vshare_lend_seconds_count %.0f\n",
 			       stat_of(d, "lends"));
+	help(s, "vshare_coop_violations_total", "counter",
+	     "coop VMs switched to enforce for using vCPUs they lent");
+	g_string_append_printf(s, "vshare_coop_violations_total %.0f\n",
+			       stat_of(d, "coop_violations"));
 	help(s, "vshare_vms_gone_total", "counter",
 	     "VMs whose QEMU went away under vshared");
 	g_string_append_printf(s, "vshare_vms_gone_total %.0f\n",
@@ -192,5 +196,6 @@ void daemon_metrics_tick(Daemon *d)
 	d->last_status = vs_observe_end(d->obs);
 	g_clear_pointer(&d->obs, vs_observation_free);
 	write_metrics(d);
+	daemon_guard(d, d->last_status);
 	d->obs = vs_observe_begin(&d->session, names);
 }

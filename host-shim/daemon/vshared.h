@@ -45,6 +45,7 @@ typedef struct {
 	int libvirt_cb;
 	guint libvirt_timer; /* reconnecting */
 	gboolean libvirt_lost;
+	GHashTable *strikes; /* guard.c: VM -> ticks using lent vCPUs */
 } Daemon;
 
 /* jobs.c */
@@ -80,6 +81,9 @@ void daemon_unwatch_all(Daemon *d);
 void daemon_libvirt_start(Daemon *d);
 void daemon_libvirt_stop(Daemon *d);
 void daemon_discover(Daemon *d, GPtrArray *gone);
+
+/* guard.c (worker): coop VMs that keep using lent vCPUs -> enforce */
+void daemon_guard(Daemon *d, JsonNode *status);
 
 /* metrics.c (worker) */
 void daemon_metrics_tick(Daemon *d);

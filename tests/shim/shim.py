@@ -448,6 +448,26 @@ def socket_abuse(t, d):
          "non-root vsharectl: clear error (exit 1)", p.stderr)
 
 
+def guard_check(t, ctl, a):
+    """A guest that keeps running on a vCPU it lent (a task escaped its
+    agent's cpuset into the root cgroup) is switched to enforce by
+    vshared within two metrics ticks."""
+    ta = vcpu_threads(a)
+    a.shell.run("for f in /sys/fs/cgroup/cgroup.procs "
+                "/sys/fs/cgroup/cpuset/tasks; do [ -e $f ] && "
+                "(echo $$ > $f; taskset -c 1 sh -c 'while :; do :; done' "
+                "& echo $! > /tmp/escaped) && break; done")
+    flipped = wait_for(lambda: ledger(ctl)["a"]["mode"] == "enforce", 20)
+    share = cpu_share(ta[1], 1.0) if flipped else None
+    t.ok(flipped and share < 0.05,
+         "guard: a coop guest using its lent vCPU 1 is enforced by "
+         f"vshared (vCPU 1 thread now {share})", ledger(ctl))
+    a.shell.run("kill $(cat /tmp/escaped)")
+    p = ctl.run("cpus", "a", "--set", "0", "--mode", "coop")
+    t.ok(p.returncode == 0 and ledger(ctl)["a"]["mode"] == "coop",
+         "a back to coop", p.stdout + p.stderr)
+
+
 def daemon_checks(t, ctl, g):
     """vshared over the same guests: vsharectl goes through it, the
     socket refuses abuse, a SIGKILL mid-lend recovers at restart, a
@@ -471,6 +491,7 @@ def daemon_checks(t, ctl, g):
     p = ctl.run("cpus", "a", "--set", "1")
     t.ok(p.returncode == 3 and "owned by VM b" in p.stderr,
          "a refusal through vshared keeps its exit code (3)", p.stderr)
+    guard_check(t, ctl, a)
     socket_abuse(t, d)
     t.ok(d.stop() == 0, "vshared stops on SIGTERM, exit 0 (ASan: no "
          "leak)", open(d.log).read()[-3000:])
