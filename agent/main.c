@@ -6,6 +6,7 @@
  */
 #include "commands.h"
 
+#include <gio/gio.h>
 #include <glib-unix.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -42,8 +43,15 @@ static void on_frame(const char *frame, gsize len, const GError *error,
 	gsize n;
 	const guint8 *data = g_bytes_get_data(reply, &n);
 
-	if (!vs_channel_write_all(agent->chan, data, n, &werr))
+	if (vs_channel_write_all(agent->chan, data, n, &werr))
+		return;
+	/* A host that hung up leaves its queued requests behind: one line
+	 * for all their replies. */
+	if (!g_error_matches(werr, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE))
 		g_warning("reply dropped: %s", werr->message);
+	else if (agent->dropped++ == 0)
+		g_message("host hung up: reply dropped (and any others until "
+			  "it reconnects)");
 }
 
 static void on_data(const guint8 *buf, gsize len, gpointer user_data)
@@ -58,6 +66,9 @@ static void on_reset(gboolean connected, gpointer user_data)
 	VsAgent *agent = user_data;
 
 	g_message("host %s", connected ? "connected" : "disconnected");
+	if (agent->dropped > 1)
+		g_message("%u replies dropped in all", agent->dropped);
+	agent->dropped = 0;
 	vs_framer_reset(agent->framer);
 }
 

@@ -59,6 +59,50 @@ def snapshot(g):
         "echo $i $(cat $i); done")
 
 
+def cpu_ticks(g, pid):
+    """utime + stime of @pid in clock ticks (/proc/PID/stat)."""
+    f = g.shell.out(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
+def until(cond, seconds):
+    """A guest shell command: poll @cond every 0.1 s for up to @seconds
+    (wall clock); exits 0 as soon as it holds, 1 if it never did."""
+    return (f"(end=$(($(date +%s) + {seconds})); until {cond}; do "
+            f"[ $(date +%s) -ge $end ] && exit 1; sleep 0.1; done)")
+
+
+def check_hangup(t, g, n=600):
+    """The host hangs up with replies pending. On virtio-serial every later
+    write gets EAGAIN while poll() says POLLHUP: each reply must be dropped
+    at once (one log line for all), with no busy loop, and the next client
+    served."""
+    ag = g.agent
+    pid = g.shell.out("pidof vshare-agent")
+    log0 = int(g.shell.out("wc -l < /run/agent.log"))
+    new_log = f"tail -n +{log0 + 1} /run/agent.log"
+    ag.ls.send(b'{"execute":"guest-info"}\n' * n)
+    # The host does not read: the replies fill the port and the socket,
+    # and the agent waits in its one-descriptor poll() (syscall 7, nfds 1).
+    rc, _ = g.shell.run(until(
+        f"[ \"$(cut -d' ' -f1,3 /proc/{pid}/syscall)\" = '7 0x1' ]", 60),
+        timeout=120)
+    t.ok(rc == 0, "the agent waits for a host that stopped reading")
+    c0 = cpu_ticks(g, pid)
+    ag.ls.close()
+    rc, _ = g.shell.run(until(f"{new_log} | grep -q 'host disconnected'",
+                              60), timeout=120)
+    ticks = cpu_ticks(g, pid) - c0
+    t.ok(rc == 0, "host hung up with replies pending: the agent noticed "
+         "and dropped them")
+    t.ok(ticks < 100, f"no busy loop: {ticks} ticks of CPU from the "
+         "hang-up to the last dropped reply")
+    t.eq(g.shell.run(f"{new_log} | grep -c 'host hung up'")[1].strip(),
+         "1", "one log line for all the dropped replies")
+    ag.connect()
+    t.eq(ag.call("guest-ping"), {}, "the next client is served")
+
+
 def restart_agent(g, extra=""):
     g.shell.out(f"echo '{extra}' > /run/agent.args; "
                 "kill $(pidof vshare-agent)")
@@ -210,6 +254,7 @@ def run(t, g, a):
     log = g.shell.out("cat /run/agent.log")
     t.ok("host disconnected" in log and log.count("host connected") >= 2,
          "agent saw the disconnect and the reconnect")
+    check_hangup(t, g)
 
     # -- give everything back
     rep = ag.call("vshare-set-allocation", cpus="0-3", mems="0-1")
