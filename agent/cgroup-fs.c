@@ -18,8 +18,8 @@
 #define VS_CGROUP_NAME "vshare"
 
 typedef struct {
-	const char *prefix;    /* "cpuset." or "" (v1 noprefix) */
-	GHashTable *unmovable; /* pids of kthreads that refused */
+	const char *prefix;   /* "cpuset." or "" (v1 noprefix) */
+	VsTaskSet *unmovable; /* kthreads that refused (pid + start time) */
 } FsPriv;
 
 static char *fs_file(VsCgroup *cg, const char *dir, const char *name)
@@ -107,7 +107,7 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 		int pid = g_array_index(pids, int, i);
 		char buf[16];
 
-		if (g_hash_table_contains(p->unmovable, GINT_TO_POINTER(pid))) {
+		if (vs_task_set_contains(p->unmovable, pid)) {
 			stats->unmovable_kthreads++;
 			continue;
 		}
@@ -117,7 +117,7 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 		} else if (errno == ESRCH) {
 			continue; /* exited meanwhile */
 		} else if (vs_task_is_kthread(pid)) {
-			g_hash_table_add(p->unmovable, GINT_TO_POINTER(pid));
+			vs_task_set_add(p->unmovable, pid);
 			stats->unmovable_kthreads++;
 		} else {
 			g_debug("pid %d refused to move: %s", pid,
@@ -125,6 +125,9 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 			stats->unmovable_other++;
 		}
 	}
+	/* A kthread that exited takes its entry along (its pid may come
+	 * back as a task that moves). */
+	vs_task_set_prune(p->unmovable, pids);
 	return TRUE;
 }
 
@@ -140,7 +143,7 @@ static void fs_free(VsCgroup *cg)
 	FsPriv *p = cg->priv;
 
 	if (p)
-		g_hash_table_unref(p->unmovable);
+		vs_task_set_free(p->unmovable);
 	g_free(p);
 }
 
@@ -199,7 +202,7 @@ VsCgroup *vs_cgroup_fs_open(const char *scope, GError **error)
 
 	cg->ops = &fs_ops;
 	cg->priv = p;
-	p->unmovable = g_hash_table_new(NULL, NULL);
+	p->unmovable = vs_task_set_new();
 	p->prefix = "cpuset.";
 	if (scope) {
 		cg->scope = g_strdup(scope);

@@ -45,10 +45,10 @@ typedef struct {
 	char *hierarchy;
 	/* v1 only: the cpuset hierarchy, run by the cgroupfs backend. */
 	VsCgroup *cpuset1;
-	GPtrArray *known;   /* loaded names among sd_known_units */
-	GHashTable *pinned; /* root-cgroup pids that refuse affinity */
-	char *slice_path;   /* system.slice's D-Bus object */
-	gboolean cached;    /* cpus/mems below are what systemd has */
+	GPtrArray *known;  /* loaded names among sd_known_units */
+	VsTaskSet *pinned; /* root-cgroup tasks that refuse affinity */
+	char *slice_path;  /* system.slice's D-Bus object */
+	gboolean cached;   /* cpus/mems below are what systemd has */
 	VsCpuSet cpus, mems;
 } SdPriv;
 
@@ -267,14 +267,15 @@ static gboolean sd_pin_root(SdPriv *p, const VsCpuSet *cpus, GError **error)
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 
-		if (g_hash_table_contains(p->pinned, GINT_TO_POINTER(pid)))
+		if (vs_task_set_contains(p->pinned, pid))
 			continue;
 		if (sched_setaffinity(pid, size, mask) == 0 || errno == ESRCH)
 			continue;
 		g_debug("pid %d keeps its affinity: %s", pid,
 			g_strerror(errno));
-		g_hash_table_add(p->pinned, GINT_TO_POINTER(pid));
+		vs_task_set_add(p->pinned, pid);
 	}
+	vs_task_set_prune(p->pinned, pids);
 	CPU_FREE(mask);
 	return TRUE;
 }
@@ -296,12 +297,13 @@ static gboolean sd_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 
-		if (g_hash_table_contains(p->pinned, GINT_TO_POINTER(pid)) ||
+		if (vs_task_set_contains(p->pinned, pid) ||
 		    (vs_task_flags(pid) & PF_NO_SETAFFINITY)) {
-			g_hash_table_add(p->pinned, GINT_TO_POINTER(pid));
+			vs_task_set_add(p->pinned, pid);
 			stats->unmovable_kthreads++;
 		}
 	}
+	vs_task_set_prune(p->pinned, pids);
 	return TRUE;
 }
 
@@ -486,8 +488,7 @@ static void sd_free(VsCgroup *cg)
 	g_free(p->slice_path);
 	if (p->known)
 		g_ptr_array_unref(p->known);
-	if (p->pinned)
-		g_hash_table_unref(p->pinned);
+	vs_task_set_free(p->pinned);
 	g_free(p);
 }
 
@@ -536,7 +537,7 @@ VsCgroup *vs_cgroup_systemd_open(GError **error)
 	cg->ops = &sd_ops;
 	cg->priv = p;
 	p->known = g_ptr_array_new_with_free_func(g_free);
-	p->pinned = g_hash_table_new(NULL, NULL);
+	p->pinned = vs_task_set_new();
 	if (!vs_cgroup_systemd_booted()) {
 		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
 				    "PID 1 is not systemd");

@@ -82,18 +82,9 @@ char *vs_cgroup_find_cpuset_root(int *version, GError **error)
 
 guint64 vs_task_flags(int pid)
 {
-	g_autofree char *f = g_strdup_printf("/proc/%d/stat", pid);
-	g_autofree char *stat = vs_read_file(f, NULL);
-	const char *p = stat ? strrchr(stat, ')') : NULL;
-	g_auto(GStrv) fields = NULL;
+	guint64 flags = 0;
 
-	if (!p)
-		return 0;
-	/* After "comm)": state ppid pgrp session tty tpgid flags ... */
-	fields = g_strsplit(p + 2, " ", 8);
-	if (g_strv_length(fields) < 7)
-		return 0;
-	return g_ascii_strtoull(fields[6], NULL, 10);
+	return vs_task_stat_field(pid, 9, &flags) ? flags : 0;
 }
 
 GArray *vs_cgroup_read_procs(const char *dir, GError **error)
