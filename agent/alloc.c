@@ -14,6 +14,7 @@
 #include "sysinfo.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -102,42 +103,151 @@ static gboolean journal_write(VsAlloc *a, const VsCpuSet *cpus,
 	return g_file_set_contents(a->state_path, text, -1, error);
 }
 
+/* A journal entry is trusted with writes as root: every member must be
+ * there with its type, and a knob's path must be one the agent manages. */
+static const char *member_string(JsonObject *o, const char *name,
+				 GError **error)
+{
+	JsonNode *n = json_object_get_member(o, name);
+
+	if (n && JSON_NODE_HOLDS_VALUE(n) &&
+	    json_node_get_value_type(n) == G_TYPE_STRING)
+		return json_node_get_string(n);
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+		    "'%s' missing or not a string", name);
+	return NULL;
+}
+
+static gboolean member_bool(JsonObject *o, const char *name, gboolean *value,
+			    GError **error)
+{
+	JsonNode *n = json_object_get_member(o, name);
+
+	if (n && JSON_NODE_HOLDS_VALUE(n) &&
+	    json_node_get_value_type(n) == G_TYPE_BOOLEAN) {
+		*value = json_node_get_boolean(n);
+		return TRUE;
+	}
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+		    "'%s' missing or not a boolean", name);
+	return FALSE;
+}
+
+static gboolean knob_path_ok(const char *path, gboolean mask)
+{
+	g_auto(GStrv) parts = g_strsplit(path, "/", -1);
+
+	if (mask)
+		return strcmp(path, VS_WQ_CPUMASK) == 0;
+	/* /proc/irq/N/smp_affinity_list */
+	return g_strv_length(parts) == 5 && parts[0][0] == '\0' &&
+	       strcmp(parts[1], "proc") == 0 && strcmp(parts[2], "irq") == 0 &&
+	       parts[3][0] &&
+	       strspn(parts[3], "0123456789") == strlen(parts[3]) &&
+	       strcmp(parts[4], "smp_affinity_list") == 0;
+}
+
+static Knob *journal_knob(JsonNode *n, GError **error)
+{
+	JsonObject *o =
+		JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+	const char *path, *orig;
+	gboolean mask;
+	VsCpuSet set;
+
+	if (!o) {
+		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "a knob is not an object");
+		return NULL;
+	}
+	if (!(path = member_string(o, "path", error)) ||
+	    !(orig = member_string(o, "orig", error)) ||
+	    !member_bool(o, "mask", &mask, error))
+		return NULL;
+	if (!knob_path_ok(path, mask)) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "knob path '%s' is not one the agent manages",
+			    path);
+		return NULL;
+	}
+	if (!(mask ? vs_cpuset_parse_mask(orig, &set, error)
+		   : vs_cpuset_parse(orig, &set, error)))
+		return NULL;
+	return knob_new(path, mask, orig);
+}
+
+/* The journal's text -> allocation and knobs (into @knobs). */
+static gboolean journal_parse(const char *text, VsCpuSet *cpus, VsCpuSet *mems,
+			      GPtrArray *knobs, GError **error)
+{
+	g_autoptr(JsonParser) p = json_parser_new();
+	JsonNode *root, *kn;
+	JsonObject *o;
+	JsonArray *arr;
+	const char *c, *m;
+
+	if (!json_parser_load_from_data(p, text, -1, error))
+		return FALSE;
+	root = json_parser_get_root(p);
+	o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root)
+						 : NULL;
+	kn = o ? json_object_get_member(o, "knobs") : NULL;
+	if (!o || !kn || !JSON_NODE_HOLDS_ARRAY(kn)) {
+		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "not an object with a 'knobs' array");
+		return FALSE;
+	}
+	if (!(c = member_string(o, "cpus", error)) ||
+	    !(m = member_string(o, "mems", error)) ||
+	    !vs_cpuset_parse(c, cpus, error) ||
+	    !vs_cpuset_parse(m, mems, error))
+		return FALSE;
+	arr = json_node_get_array(kn);
+	for (guint i = 0; i < json_array_get_length(arr); i++) {
+		Knob *k = journal_knob(json_array_get_element(arr, i), error);
+
+		if (!k)
+			return FALSE;
+		g_ptr_array_add(knobs, k);
+	}
+	return TRUE;
+}
+
 static gboolean journal_load(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
 			     gboolean *found, GError **error)
 {
-	g_autoptr(JsonParser) p = json_parser_new();
-	JsonObject *o;
-	JsonArray *knobs;
+	g_autoptr(GPtrArray) knobs = g_ptr_array_new_with_free_func(knob_free);
+	g_autofree char *text = NULL;
+	g_autoptr(GError) local = NULL;
 
 	*found = g_file_test(a->state_path, G_FILE_TEST_EXISTS);
 	if (!*found)
 		return TRUE;
-	if (!json_parser_load_from_file(p, a->state_path, error))
-		return FALSE;
-	o = json_node_get_object(json_parser_get_root(p));
-	if (!o || !json_object_has_member(o, "cpus") ||
-	    !json_object_has_member(o, "mems") ||
-	    !json_object_has_member(o, "knobs")) {
+	if (!g_file_get_contents(a->state_path, &text, NULL, &local) ||
+	    !journal_parse(text, cpus, mems, knobs, &local)) {
 		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
-			    "%s: malformed journal", a->state_path);
+			    "malformed journal: %s", local->message);
 		return FALSE;
 	}
-	if (!vs_cpuset_parse(json_object_get_string_member(o, "cpus"), cpus,
-			     error) ||
-	    !vs_cpuset_parse(json_object_get_string_member(o, "mems"), mems,
-			     error))
-		return FALSE;
-	knobs = json_object_get_array_member(o, "knobs");
-	for (guint i = 0; knobs && i < json_array_get_length(knobs); i++) {
-		JsonObject *k = json_array_get_object_element(knobs, i);
-
-		g_ptr_array_add(
-			a->knobs,
-			knob_new(json_object_get_string_member(k, "path"),
-				 json_object_get_boolean_member(k, "mask"),
-				 json_object_get_string_member(k, "orig")));
-	}
+	g_ptr_array_extend_and_steal(a->knobs, g_steal_pointer(&knobs));
 	return TRUE;
+}
+
+/* A journal that cannot be trusted must not keep the agent (and with it
+ * every later give-back) from starting: it goes aside, for a human. */
+static void journal_set_aside(VsAlloc *a, const char *why)
+{
+	g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+	g_autofree char *stamp = g_date_time_format(now, "%Y%m%dT%H%M%S.%f");
+	g_autofree char *bad =
+		g_strdup_printf("%s.bad.%s", a->state_path, stamp);
+	const char *where = bad;
+
+	if (rename(a->state_path, bad) < 0)
+		where = unlink(a->state_path) == 0 ? "nowhere (removed)"
+						   : "nowhere (left in place)";
+	g_warning("%s: %s; moved to %s; starting with the full set",
+		  a->state_path, why, where);
 }
 
 /* ---- knobs: workqueue mask and IRQ affinities -------------------------- */
@@ -166,6 +276,60 @@ static void knobs_capture(VsAlloc *a)
 
 		if (v)
 			g_ptr_array_add(a->knobs, knob_new(f, FALSE, v));
+	}
+}
+
+/* Read a CPU list file; empty when absent (e.g. nohz_full without
+ * CONFIG_NO_HZ_FULL) or empty. */
+static void read_list(const char *path, VsCpuSet *set)
+{
+	g_autofree char *v = vs_read_file(path, NULL);
+
+	if (!v || !v[0] || !vs_cpuset_parse(v, set, NULL))
+		vs_cpuset_clear(set);
+}
+
+/* The unbound workqueue mask at boot: the housekeeping CPUs, i.e. online
+ * minus isolcpus and nohz_full. */
+static char *wq_default(const VsCpuSet *online)
+{
+	VsCpuSet t, iso, nohz;
+
+	read_list("/sys/devices/system/cpu/isolated", &iso);
+	read_list("/sys/devices/system/cpu/nohz_full", &nohz);
+	vs_cpuset_clear(&t);
+	for (guint i = 0; i < VS_MAX_CPUS; i++)
+		if (vs_cpuset_has(online, i) && !vs_cpuset_has(&iso, i) &&
+		    !vs_cpuset_has(&nohz, i))
+			vs_cpuset_add(&t, i);
+	return vs_cpuset_format_mask(vs_cpuset_count(&t) ? &t : online);
+}
+
+/* An IRQ's affinity at registration: default_smp_affinity. */
+static char *irq_default(const VsCpuSet *online)
+{
+	g_autofree char *v =
+		vs_read_file("/proc/irq/default_smp_affinity", NULL);
+	VsCpuSet def, t;
+
+	if (!v || !vs_cpuset_parse_mask(v, &def, NULL))
+		def = *online;
+	vs_cpuset_and(&t, &def, online);
+	return vs_cpuset_format(vs_cpuset_count(&t) ? &t : online);
+}
+
+/* The originals went with the journal: take the kernel's defaults. */
+static void knobs_defaults(VsAlloc *a, const VsCpuSet *online)
+{
+	g_autofree char *wq = wq_default(online);
+	g_autofree char *irq = irq_default(online);
+
+	knobs_capture(a); /* the paths */
+	for (guint i = 0; i < a->knobs->len; i++) {
+		Knob *k = a->knobs->pdata[i];
+
+		g_free(k->orig);
+		k->orig = g_strdup(k->mask ? wq : irq);
 	}
 }
 
@@ -404,13 +568,45 @@ JsonObject *vs_alloc_get(VsAlloc *a, GError **error)
 	return o;
 }
 
-VsAlloc *vs_alloc_new(VsCgroup *cg, const VsAllocConfig *cfg, GError **error)
+/* Start-up: re-apply the journalled allocation. A malformed journal is set
+ * aside and everything given back (the kernel's defaults for the knobs):
+ * the guest is never left confined with no record of it. */
+static void alloc_restore(VsAlloc *a)
 {
-	g_autoptr(VsAlloc) a = g_new0(VsAlloc, 1);
 	g_autoptr(JsonObject) rep = NULL;
 	g_autoptr(GError) local = NULL;
 	VsCpuSet cpus, mems;
-	gboolean found;
+	gboolean found, bad = FALSE;
+
+	if (!journal_load(a, &cpus, &mems, &found, &local)) {
+		journal_set_aside(a, local->message);
+		g_clear_error(&local);
+		bad = TRUE;
+		if (!vs_sys_online_cpus(&cpus, &local) ||
+		    !vs_sys_memory_nodes(&mems, &local)) {
+			g_warning("cannot give everything back: %s",
+				  local->message);
+			return;
+		}
+		knobs_defaults(a, &cpus);
+	} else if (!found) {
+		return;
+	}
+	rep = alloc_apply(a, &cpus, &mems, &local);
+	if (!rep) {
+		/* e.g. a CPU of the journal went offline meanwhile: keep the
+		 * agent up, report the allocation as the kernel has it. */
+		g_warning("cannot apply %s: %s",
+			  bad ? "the full set" : "the journalled allocation",
+			  local->message);
+	} else if (!bad) {
+		g_message("re-applied the journalled allocation");
+	}
+}
+
+VsAlloc *vs_alloc_new(VsCgroup *cg, const VsAllocConfig *cfg, GError **error)
+{
+	g_autoptr(VsAlloc) a = g_new0(VsAlloc, 1);
 
 	a->cg = cg;
 	a->cfg = *cfg;
@@ -422,19 +618,7 @@ VsAlloc *vs_alloc_new(VsCgroup *cg, const VsAllocConfig *cfg, GError **error)
 		return NULL;
 	}
 	a->state_path = g_build_filename(cfg->state_dir, STATE_FILE, NULL);
-	if (!journal_load(a, &cpus, &mems, &found, error))
-		return NULL;
-	if (!found)
-		return g_steal_pointer(&a);
-	rep = alloc_apply(a, &cpus, &mems, &local);
-	if (!rep) {
-		/* e.g. a CPU of the journal went offline meanwhile: keep the
-		 * agent up, report the allocation as the kernel has it. */
-		g_warning("cannot re-apply the journalled allocation: %s",
-			  local->message);
-	} else {
-		g_message("re-applied the journalled allocation");
-	}
+	alloc_restore(a);
 	return g_steal_pointer(&a);
 }
 

@@ -95,20 +95,89 @@ class Scratch:
 class Agent:
     def __init__(self, scratch, state, *extra, wrapper=(), agent=AGENT):
         self.sock = os.path.join(state, "agent.sock")
-        self.log = open(os.path.join(state, "agent.log"), "ab")
+        logname = os.path.join(state, "agent.log")
+        self.log = open(logname, "ab")
+        self.log_from = self.log.tell()  # this run's part of the log
+        self.logname = logname
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:exitcode=66")
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
         self.proc = subprocess.Popen(
             [*wrapper, agent, "--listen", self.sock,
              "--cgroup-root", scratch.dir,
              "--no-irqs", "--no-workqueue", "--state-dir", state, *extra],
             stdout=self.log, stderr=self.log, env=env)
+        # the socket appears once start-up is done, unless the agent died
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent did not start "
+                                   f"(exit {self.proc.poll()})")
+            time.sleep(0.02)
         self.client = AgentClient(self.sock)
         self.client.connect(timeout=60)
+
+    def output(self):
+        """What this agent logged so far."""
+        with open(self.logname, errors="replace") as f:
+            f.seek(self.log_from)
+            return f.read()
 
     def stop(self, sig=signal.SIGTERM):
         self.client.ls.close()
         self.proc.send_signal(sig)
         return self.proc.wait(20)
+
+
+BAD_JOURNALS = {
+    "not JSON": '{"cpus": "0", "mems":',
+    "not an object": '["cpus", "0"]',
+    "no knobs": '{"cpus": "0", "mems": "0"}',
+    "cpus not a string": '{"cpus": 0, "mems": "0", "knobs": []}',
+    "unparsable cpus": '{"cpus": "0-", "mems": "0", "knobs": []}',
+    "knob without path": '{"cpus": "0", "mems": "0", "knobs": '
+                         '[{"mask": false, "orig": "0"}]}',
+    "knob path of another file": '{"cpus": "0", "mems": "0", "knobs": '
+                                 '[{"path": "/etc/hostname", '
+                                 '"mask": false, "orig": "0"}]}',
+    "knob mask not a bool": '{"cpus": "0", "mems": "0", "knobs": '
+                            '[{"path": "/proc/irq/1/smp_affinity_list", '
+                            '"mask": "no", "orig": "0"}]}',
+    "knob not an object": '{"cpus": "0", "mems": "0", "knobs": [7]}',
+}
+
+
+def check_bad_journals(t, sc, state, ncpu):
+    """A malformed journal is moved aside with one log line and the agent
+    starts with the full set (here: the scratch cgroup confined by hand
+    before, full after)."""
+    journal = os.path.join(state, "allocation.json")
+    sub = os.path.join(sc.dir, "vshare")
+    full = f"0-{ncpu - 1}" if ncpu > 1 else "0"
+    for what, text in BAD_JOURNALS.items():
+        for f in os.listdir(state):
+            if f.startswith("allocation.json.bad."):
+                os.unlink(os.path.join(state, f))
+        write(os.path.join(sub, "cpuset.cpus"), str(ncpu - 1))
+        write(journal, text)
+        try:
+            a = Agent(sc, state)
+        except RuntimeError as e:
+            t.ok(False, f"malformed journal ({what}): the agent starts", e)
+            continue
+        bad = [f for f in os.listdir(state)
+               if f.startswith("allocation.json.bad.")]
+        moved = len(bad) == 1 and not os.path.exists(journal) and \
+            read(os.path.join(state, bad[0])) == text
+        lines = [x for x in a.output().splitlines() if "malformed" in x]
+        alloc = a.client.call("vshare-get-allocation")
+        t.ok(moved and len(lines) == 1 and alloc["full"] and
+             read(os.path.join(sub, "cpuset.cpus")) == full and
+             all(allowed(p.pid) == full for p in sc.procs),
+             f"malformed journal ({what}): moved aside, one log line, "
+             "started with the full set",
+             f"moved {moved} {bad}, lines {lines}, {alloc}")
+        t.eq(a.stop(), 0, f"malformed journal ({what}): clean exit")
 
 
 def main():
@@ -195,6 +264,7 @@ def run(t, sc, state, version, ncpu):
                          capture_output=True, text=True)
     t.ok(bad.returncode != 0 and "nope" in bad.stderr,
          "unknown name in --block-rpcs is an error", bad.stderr)
+    check_bad_journals(t, sc, state, ncpu)
     # Give everything back, then exit.
     a = Agent(sc, state)
     a.client.call("vshare-set-allocation", cpus=f"0-{ncpu - 1}")
