@@ -138,6 +138,19 @@ static gint fs_count_outside(VsCgroup *cg, GError **error)
 	return pids ? (gint)pids->len : -1;
 }
 
+static gboolean fs_is_ours(const char *name)
+{
+	return strcmp(name, VS_CGROUP_NAME) == 0;
+}
+
+/* Every cgroup below the scope but ours. */
+static GPtrArray *fs_foreign(VsCgroup *cg)
+{
+	FsPriv *p = cg->priv;
+
+	return vs_cgroup_foreign(cg->scope, p->prefix, fs_is_ours);
+}
+
 static void fs_free(VsCgroup *cg)
 {
 	FsPriv *p = cg->priv;
@@ -154,6 +167,7 @@ static const VsCgroupOps fs_ops = {
 	.get_effective = fs_get_effective,
 	.set = fs_set,
 	.count_outside = fs_count_outside,
+	.foreign = fs_foreign,
 	.free = fs_free,
 };
 
@@ -216,6 +230,7 @@ VsCgroup *vs_cgroup_fs_open(const char *scope, GError **error)
 	if (cg->version == 1 && !g_file_test(probe, G_FILE_TEST_EXISTS))
 		p->prefix = ""; /* mounted with noprefix */
 	cg->path = g_build_filename(cg->scope, VS_CGROUP_NAME, NULL);
+	cg->top = g_strdup(cg->scope);
 	if (mkdir(cg->path, 0755) < 0 && errno != EEXIST) {
 		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
 			    "cannot create %s: %s", cg->path,

@@ -61,6 +61,7 @@ def allowed(pid):
 class Scratch:
     def __init__(self, version, mnt):
         self.dir = os.path.join(mnt, f"vshare-test-{os.getpid()}")
+        self.version = version
         os.mkdir(self.dir)
         if version == 1:
             write(os.path.join(self.dir, "cpuset.cpus"),
@@ -71,18 +72,33 @@ class Scratch:
             write(os.path.join(self.dir, "cgroup.subtree_control"), "+cpuset")
         self.procs = []
 
-    def spawn(self, n):
+    def spawn(self, n, cgroup=None):
         for _ in range(n):
             p = subprocess.Popen(["sleep", "1000"])
-            write(os.path.join(self.dir, "cgroup.procs"), str(p.pid))
+            write(os.path.join(cgroup or self.dir, "cgroup.procs"),
+                  str(p.pid))
             self.procs.append(p)
+        return self.procs[-n:]
+
+    def mkdir(self, name, cpus=None):
+        """A cgroup below the scratch one (v1: filled from its parent),
+        with its own cpus if given."""
+        d = os.path.join(self.dir, name)
+        os.mkdir(d)
+        if self.version == 1:
+            parent = os.path.dirname(d)
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                write(os.path.join(d, f), read(os.path.join(parent, f)))
+        if cpus is not None:
+            write(os.path.join(d, "cpuset.cpus"), cpus)
+        return d
 
     def destroy(self):
         for p in self.procs:
             p.kill()
             p.wait()
-        sub = os.path.join(self.dir, "vshare")
-        for d in (sub, self.dir):
+        dirs = [d for d, _, _ in os.walk(self.dir)]
+        for d in reversed(dirs):  # children first
             for _ in range(50):
                 try:
                     if os.path.isdir(d):
@@ -127,6 +143,72 @@ class Agent:
         self.client.ls.close()
         self.proc.send_signal(sig)
         return self.proc.wait(20)
+
+
+def procs(cgroup):
+    return {int(x) for x in read(os.path.join(cgroup, "cgroup.procs")).split()}
+
+
+def check_foreign(t, sc, state, ncpu):
+    """Cgroups directly below the root that are not the agent's (a
+    container manager's): their tasks stay where they are and are confined
+    through the cgroups' own cpuset files; the originals are journalled
+    (a killed agent's successor restores them exactly) and a cgroup made
+    while the guest is confined is confined at the next request."""
+    if ncpu < 2:
+        t.ok(True, "foreign cgroups: # SKIP needs 2 CPUs")
+        return
+    full, last = f"0-{ncpu - 1}", str(ncpu - 1)
+    cpus = lambda d: read(os.path.join(d, "cpuset.cpus"))  # noqa: E731
+    a = Agent(sc, state)
+    a.client.call("vshare-set-allocation", cpus=full)
+    lxc = sc.mkdir("lxc.payload.t", cpus="0")  # its own CPUs: only 0
+    lxc_tasks = sc.spawn(2, lxc)
+    rep = a.client.call("vshare-set-allocation", cpus=last)
+    t.ok(cpus(lxc) == last and
+         all(allowed(p.pid) == last for p in lxc_tasks) and
+         procs(lxc) == {p.pid for p in lxc_tasks} and
+         rep["unmovable-other"] == 0,
+         "foreign cgroup: its tasks confined where they are",
+         f"cpus {cpus(lxc)}, {rep}")
+    other = sc.mkdir("docker")
+    other_orig = cpus(other)  # v2: "" (inherits), v1: a copy
+    other_tasks = sc.spawn(1, other)
+    a.client.call("vshare-set-allocation", cpus=last)
+    t.ok(cpus(other) == last and allowed(other_tasks[0].pid) == last,
+         "a foreign cgroup made while confined: confined at the next "
+         "request", cpus(other))
+    a.proc.kill()
+    a.proc.wait()
+    a = Agent(sc, state)
+    t.eq((cpus(lxc), cpus(other)), (last, last),
+         "SIGKILL + restart: foreign cgroups still confined")
+    a.client.call("vshare-set-allocation", cpus=full)
+    t.ok(cpus(lxc) == "0" and cpus(other) == other_orig and
+         all(allowed(p.pid) == "0" for p in lxc_tasks) and
+         allowed(other_tasks[0].pid) == full,
+         "give-back restores each foreign cgroup's own value exactly",
+         f"{cpus(lxc)!r} {cpus(other)!r}")
+    check_foreign_refusal(t, sc, a, full, last)
+    a.stop()
+
+
+def check_foreign_refusal(t, sc, a, full, last):
+    """v1: a cgroup whose child holds CPUs outside the set cannot shrink
+    (EBUSY): its tasks are reported, not hidden. v2 has no such rule."""
+    parent = sc.mkdir("machine")
+    child = sc.mkdir("machine/vm", cpus=full)
+    task = sc.spawn(1, child)[0]
+    rep = a.client.call("vshare-set-allocation", cpus=last)
+    if sc.version == 1:
+        t.ok(rep["unmovable-other"] == 1 and "machine" in a.output(),
+             "v1: a foreign cgroup that refuses counts its tasks in "
+             "unmovable-other", rep)
+    else:
+        t.ok(rep["unmovable-other"] == 0 and allowed(task.pid) == last,
+             "v2: a foreign cgroup's child follows it", rep)
+    a.client.call("vshare-set-allocation", cpus=full)
+    t.eq(allowed(task.pid), full, f"and is given back ({parent})")
 
 
 BAD_JOURNALS = {
@@ -264,6 +346,7 @@ def run(t, sc, state, version, ncpu):
                          capture_output=True, text=True)
     t.ok(bad.returncode != 0 and "nope" in bad.stderr,
          "unknown name in --block-rpcs is an error", bad.stderr)
+    check_foreign(t, sc, state, ncpu)
     check_bad_journals(t, sc, state, ncpu)
     # Give everything back, then exit.
     a = Agent(sc, state)
