@@ -209,7 +209,63 @@ def check_foreign_refusal(t, sc, a, full, last):
              "v2: a foreign cgroup's child follows it", rep)
     a.client.call("vshare-set-allocation", cpus=full)
     t.eq(allowed(task.pid), full, f"and is given back ({parent})")
+    task.kill()
+    task.wait()
+    sc.procs.remove(task)
+    wait_empty(child)
+    os.rmdir(child)
+    os.rmdir(parent)
 
+
+def wait_empty(cgroup):
+    """Until a killed task has left @cgroup (its exit is asynchronous)."""
+    deadline = time.monotonic() + 10
+    while procs(cgroup) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+UNIT = os.path.join(REPO, "agent", "systemd", "vshare-agent.service")
+
+
+def unit_caps():
+    """The capability names of the unit's CapabilityBoundingSet= lines."""
+    caps = []
+    for line in open(UNIT):
+        if line.startswith("CapabilityBoundingSet="):
+            caps += line.split("=", 1)[1].split()
+    return caps
+
+
+def check_unit_caps(t, sc, state, ncpu):
+    """The agent under the unit's bounding set (and nothing else) still
+    does its cgroupfs work: sweep, confine, a foreign cgroup, journal,
+    give-back. Guards the reduction against a missing capability."""
+    caps = unit_caps()
+    if not shutil.which("setpriv"):
+        t.ok(False, "setpriv installed (util-linux)")
+        return
+    full, last = f"0-{ncpu - 1}", str(ncpu - 1)
+    bset = ",".join(["-all"] + ["+" + c.lower()[4:] for c in caps])
+    a = Agent(sc, state, wrapper=("setpriv", f"--bounding-set={bset}"))
+    eff = [ln.split()[1] for ln in open(f"/proc/{a.proc.pid}/status")
+           if ln.startswith("CapEff:")][0]
+    want = sum(1 << CAP_BITS[c] for c in caps)
+    lxc = os.path.join(sc.dir, "lxc.payload.t")
+    sc.spawn(1)  # a stray task to sweep in
+    rep = a.client.call("vshare-set-allocation", cpus=last)
+    ok = (rep["moved-tasks"] == 1 and
+          all(allowed(p.pid) == last for p in sc.procs) and
+          read(os.path.join(lxc, "cpuset.cpus")) == last)
+    a.client.call("vshare-set-allocation", cpus=full)
+    ok = ok and all(allowed(p.pid) in (full, "0") for p in sc.procs)
+    t.ok(int(eff, 16) == want and ok,
+         f"with only {' '.join(caps)} (CapEff {eff}): sweep, confine, a "
+         "foreign cgroup, give-back", rep)
+    t.eq(a.stop(), 0, "clean exit")
+
+
+# linux/capability.h
+CAP_BITS = {"CAP_DAC_OVERRIDE": 1, "CAP_SYS_ADMIN": 21, "CAP_SYS_NICE": 23}
 
 BAD_JOURNALS = {
     "not JSON": '{"cpus": "0", "mems":',
@@ -347,6 +403,7 @@ def run(t, sc, state, version, ncpu):
     t.ok(bad.returncode != 0 and "nope" in bad.stderr,
          "unknown name in --block-rpcs is an error", bad.stderr)
     check_foreign(t, sc, state, ncpu)
+    check_unit_caps(t, sc, state, ncpu)
     check_bad_journals(t, sc, state, ncpu)
     # Give everything back, then exit.
     a = Agent(sc, state)
