@@ -17,6 +17,7 @@
 #include "sysinfo.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,7 +50,8 @@ struct VsAlloc {
 	VsCgroup *cg;
 	VsAllocConfig cfg;
 	char *state_path;
-	GPtrArray *knobs; /* Knob*, empty while the guest holds everything */
+	GPtrArray *knobs;   /* Knob*, empty while the guest holds everything */
+	gboolean restoring; /* start-up: the test hooks are for requests */
 };
 
 static void knob_free(gpointer p)
@@ -77,8 +79,16 @@ static gboolean knob_is_cgroup(const Knob *k)
 	return k->kind == KNOB_CG_CPUS || k->kind == KNOB_CG_MEMS;
 }
 
+/* Test hooks, after each step of a request: stop (the test then kills the
+ * agent in the middle of a change) or fail. */
 static gboolean fault(VsAlloc *a, const char *step, GError **error)
 {
+	if (a->restoring)
+		return FALSE;
+	if (a->cfg.test_stop && strcmp(a->cfg.test_stop, step) == 0) {
+		g_message("test: stopping after step '%s'", step);
+		raise(SIGSTOP);
+	}
 	if (!a->cfg.test_fault || strcmp(a->cfg.test_fault, step) != 0)
 		return FALSE;
 	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
@@ -743,7 +753,9 @@ static void alloc_restore(VsAlloc *a)
 	} else if (!found) {
 		return;
 	}
+	a->restoring = TRUE;
 	rep = alloc_apply(a, &cpus, &mems, &local);
+	a->restoring = FALSE;
 	if (!rep) {
 		/* e.g. a CPU of the journal went offline meanwhile: keep the
 		 * agent up, report the allocation as the kernel has it. */

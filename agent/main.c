@@ -27,6 +27,7 @@ typedef struct {
 	char *cgroup_root;
 	char *backend;
 	char *test_fault;
+	char *test_stop;
 	gboolean no_irqs;
 	gboolean no_workqueue;
 	gboolean verbose;
@@ -123,6 +124,10 @@ static gboolean parse_options(int *argc, char ***argv, Options *o,
 		  "testing: fail set-allocation after STEP "
 		  "(cgroup, knobs, journal)",
 		  "STEP" },
+		{ "test-stop", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
+		  &o->test_stop,
+		  "testing: stop (SIGSTOP) in set-allocation after STEP",
+		  "STEP" },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose,
 		  "debug messages", NULL },
 		{ "version", 'V', 0, G_OPTION_ARG_NONE, &o->version,
@@ -155,6 +160,7 @@ static void options_clear(Options *o)
 	g_free(o->cgroup_root);
 	g_free(o->backend);
 	g_free(o->test_fault);
+	g_free(o->test_stop);
 }
 
 static gboolean agent_init(VsAgent *agent, Options *o, GError **error)
@@ -164,6 +170,7 @@ static gboolean agent_init(VsAgent *agent, Options *o, GError **error)
 		.irqs = !o->no_irqs,
 		.workqueue = !o->no_workqueue,
 		.test_fault = o->test_fault,
+		.test_stop = o->test_stop,
 	};
 	VsChannelKind kind = VS_CHANNEL_PORT;
 	const char *where = o->port ? o->port : DEFAULT_PORT;
