@@ -667,13 +667,15 @@ static JsonObject *alloc_apply(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
 		goto undo_knobs;
 	out.t[2] = g_get_monotonic_time();
 	if (full) {
-		g_ptr_array_set_size(a->knobs, 0);
+		/* The knobs are forgotten only once the journal is gone: a
+		 * failure here still has them to undo. */
 		if (unlink(a->state_path) < 0 && errno != ENOENT) {
 			g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
 				    "cannot remove %s: %s", a->state_path,
 				    g_strerror(errno));
 			goto undo_knobs;
 		}
+		g_ptr_array_set_size(a->knobs, 0);
 	} else if (!journal_write(a, cpus, mems, error) ||
 		   fault(a, "journal", error)) {
 		goto undo_knobs;

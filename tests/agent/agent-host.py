@@ -183,6 +183,7 @@ def check_foreign(t, sc, state, ncpu):
     a = Agent(sc, state)
     t.eq((cpus(lxc), cpus(other)), (last, last),
          "SIGKILL + restart: foreign cgroups still confined")
+    check_failed_give_back(t, a, state, [lxc, other], last)
     a.client.call("vshare-set-allocation", cpus=full)
     t.ok(cpus(lxc) == "0" and cpus(other) == other_orig and
          all(allowed(p.pid) == "0" for p in lxc_tasks) and
@@ -191,6 +192,26 @@ def check_foreign(t, sc, state, ncpu):
          f"{cpus(lxc)!r} {cpus(other)!r}")
     check_foreign_refusal(t, sc, a, full, last)
     a.stop()
+
+
+def check_failed_give_back(t, a, state, foreign, last):
+    """A give-back that fails at its last step (the journal cannot be
+    removed: a directory stands in its place) undoes every step, the
+    foreign cgroups' knobs included."""
+    journal = os.path.join(state, "allocation.json")
+    os.rename(journal, journal + ".keep")
+    os.mkdir(journal)
+    try:
+        a.client.call("vshare-set-allocation", cpus=f"0-{last}")
+        err = "no error"
+    except AgentError as e:
+        err = e.desc
+    got = [read(os.path.join(d, "cpuset.cpus")) for d in foreign]
+    os.rmdir(journal)
+    os.rename(journal + ".keep", journal)
+    t.ok("cannot remove" in err and got == [last] * len(foreign),
+         "a give-back failing at its last step leaves the foreign cgroups "
+         "confined too", f"{err}; {got}")
 
 
 def check_foreign_refusal(t, sc, a, full, last):
