@@ -4,33 +4,54 @@
  * undo themselves: cgroup (cpus+mems), workqueue mask, IRQ affinities,
  * journal. Any failure undoes the steps already done, newest first.
  *
- * Workqueue mask and IRQ affinities are "knobs": each has the value it had
- * when the guest last held everything (its original), and gets
- * original ∩ allocation (or the allocation where that is empty). Giving
- * everything back therefore restores the originals exactly.
+ * Workqueue mask, IRQ affinities and the cpuset files of foreign top-level
+ * cgroups (cgroup.h: a container manager's, whose tasks must not move) are
+ * "knobs": each has the value it had when the guest last held everything
+ * (its original), and gets original ∩ allocation (or the allocation where
+ * that is empty). Giving everything back therefore restores the originals
+ * exactly. Foreign cgroups are looked for at every change: one made while
+ * the guest is confined is confined at the next request.
  */
 #include "alloc.h"
 
 #include "sysinfo.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #define STATE_FILE "allocation.json"
 
+typedef enum {
+	KNOB_WQ,      /* the unbound workqueue cpumask (bitmap format) */
+	KNOB_IRQ,     /* /proc/irq/N/smp_affinity_list */
+	KNOB_CG_CPUS, /* a foreign cgroup's cpuset.cpus ("" = inherit) */
+	KNOB_CG_MEMS, /* its cpuset.mems */
+} KnobKind;
+
 typedef struct {
 	char *path;
-	gboolean mask; /* bitmap_parse format (workqueue) vs list (IRQ) */
-	char *orig;    /* value when the guest held everything */
-	char *prev;    /* value before the change in progress */
+	KnobKind kind;
+	char *orig; /* value when the guest held everything */
+	char *prev; /* value before the change in progress */
 } Knob;
+
+/* What one change did, for the reply. */
+typedef struct {
+	VsSweepStats sweep; /* + tasks of foreign cgroups that refused */
+	guint irqs_set, irqs_refused;
+	gboolean wq;
+	gint64 t[4]; /* end of: prepare, cgroup, knobs, journal */
+} Outcome;
 
 struct VsAlloc {
 	VsCgroup *cg;
 	VsAllocConfig cfg;
 	char *state_path;
-	GPtrArray *knobs; /* Knob*, empty while the guest holds everything */
+	GPtrArray *knobs;   /* Knob*, empty while the guest holds everything */
+	gboolean restoring; /* start-up: the test hooks are for requests */
 };
 
 static void knob_free(gpointer p)
@@ -43,18 +64,31 @@ static void knob_free(gpointer p)
 	g_free(k);
 }
 
-static Knob *knob_new(const char *path, gboolean mask, const char *orig)
+static Knob *knob_new(const char *path, KnobKind kind, const char *orig)
 {
 	Knob *k = g_new0(Knob, 1);
 
 	k->path = g_strdup(path);
-	k->mask = mask;
+	k->kind = kind;
 	k->orig = g_strdup(orig);
 	return k;
 }
 
+static gboolean knob_is_cgroup(const Knob *k)
+{
+	return k->kind == KNOB_CG_CPUS || k->kind == KNOB_CG_MEMS;
+}
+
+/* Test hooks, after each step of a request: stop (the test then kills the
+ * agent in the middle of a change) or fail. */
 static gboolean fault(VsAlloc *a, const char *step, GError **error)
 {
+	if (a->restoring)
+		return FALSE;
+	if (a->cfg.test_stop && strcmp(a->cfg.test_stop, step) == 0) {
+		g_message("test: stopping after step '%s'", step);
+		raise(SIGSTOP);
+	}
 	if (!a->cfg.test_fault || strcmp(a->cfg.test_fault, step) != 0)
 		return FALSE;
 	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
@@ -88,7 +122,7 @@ static gboolean journal_write(VsAlloc *a, const VsCpuSet *cpus,
 		json_builder_set_member_name(b, "path");
 		json_builder_add_string_value(b, k->path);
 		json_builder_set_member_name(b, "mask");
-		json_builder_add_boolean_value(b, k->mask);
+		json_builder_add_boolean_value(b, k->kind == KNOB_WQ);
 		json_builder_set_member_name(b, "orig");
 		json_builder_add_string_value(b, k->orig);
 		json_builder_end_object(b);
@@ -102,62 +136,189 @@ static gboolean journal_write(VsAlloc *a, const VsCpuSet *cpus,
 	return g_file_set_contents(a->state_path, text, -1, error);
 }
 
-static gboolean journal_load(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
-			     gboolean *found, GError **error)
+/* A journal entry is trusted with writes as root: every member must be
+ * there with its type, and a knob's path must be one the agent manages. */
+static const char *member_string(JsonObject *o, const char *name,
+				 GError **error)
+{
+	JsonNode *n = json_object_get_member(o, name);
+
+	if (n && JSON_NODE_HOLDS_VALUE(n) &&
+	    json_node_get_value_type(n) == G_TYPE_STRING)
+		return json_node_get_string(n);
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+		    "'%s' missing or not a string", name);
+	return NULL;
+}
+
+static gboolean member_bool(JsonObject *o, const char *name, gboolean *value,
+			    GError **error)
+{
+	JsonNode *n = json_object_get_member(o, name);
+
+	if (n && JSON_NODE_HOLDS_VALUE(n) &&
+	    json_node_get_value_type(n) == G_TYPE_BOOLEAN) {
+		*value = json_node_get_boolean(n);
+		return TRUE;
+	}
+	g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+		    "'%s' missing or not a boolean", name);
+	return FALSE;
+}
+
+static gboolean all_digits(const char *s)
+{
+	return s[0] && strspn(s, "0123456789") == strlen(s);
+}
+
+/* Which knob @path is, if it is one the agent manages: the workqueue
+ * mask, an IRQ's list, or a cpuset file of a cgroup directly below the
+ * backend's top (not ours). */
+static gboolean knob_kind(VsAlloc *a, const char *path, KnobKind *kind)
+{
+	g_autofree char *dir = g_path_get_dirname(path);
+	g_autofree char *file = g_path_get_basename(path);
+	g_autofree char *name = g_path_get_basename(dir);
+	g_autofree char *canon = g_build_filename(a->cg->top, name, file, NULL);
+	g_autofree char *irq =
+		g_build_filename("/proc/irq", name, "smp_affinity_list", NULL);
+
+	if (strcmp(path, VS_WQ_CPUMASK) == 0)
+		*kind = KNOB_WQ;
+	else if (all_digits(name) && strcmp(path, irq) == 0)
+		*kind = KNOB_IRQ;
+	else if (strcmp(path, canon) != 0 || name[0] == '.' ||
+		 strcmp(dir, a->cg->path) == 0)
+		return FALSE;
+	else if (!strcmp(file, "cpuset.cpus") || !strcmp(file, "cpus"))
+		*kind = KNOB_CG_CPUS;
+	else if (!strcmp(file, "cpuset.mems") || !strcmp(file, "mems"))
+		*kind = KNOB_CG_MEMS;
+	else
+		return FALSE;
+	return TRUE;
+}
+
+static gboolean knob_orig_ok(KnobKind kind, const char *orig, GError **error)
+{
+	VsCpuSet set;
+
+	if (kind == KNOB_WQ)
+		return vs_cpuset_parse_mask(orig, &set, error);
+	if (kind != KNOB_IRQ && !orig[0])
+		return TRUE; /* a v2 cgroup that inherits */
+	return vs_cpuset_parse(orig, &set, error);
+}
+
+static Knob *journal_knob(VsAlloc *a, JsonNode *n, GError **error)
+{
+	JsonObject *o =
+		JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+	const char *path, *orig;
+	gboolean mask;
+	KnobKind kind;
+
+	if (!o) {
+		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "a knob is not an object");
+		return NULL;
+	}
+	if (!(path = member_string(o, "path", error)) ||
+	    !(orig = member_string(o, "orig", error)) ||
+	    !member_bool(o, "mask", &mask, error))
+		return NULL;
+	if (!knob_kind(a, path, &kind) || mask != (kind == KNOB_WQ)) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "knob path '%s' is not one the agent manages",
+			    path);
+		return NULL;
+	}
+	if (!knob_orig_ok(kind, orig, error))
+		return NULL;
+	return knob_new(path, kind, orig);
+}
+
+/* The journal's text -> allocation and knobs (into @knobs). */
+static gboolean journal_parse(VsAlloc *a, const char *text, VsCpuSet *cpus,
+			      VsCpuSet *mems, GPtrArray *knobs, GError **error)
 {
 	g_autoptr(JsonParser) p = json_parser_new();
+	JsonNode *root, *kn;
 	JsonObject *o;
-	JsonArray *knobs;
+	JsonArray *arr;
+	const char *c, *m;
 
-	*found = g_file_test(a->state_path, G_FILE_TEST_EXISTS);
-	if (!*found)
-		return TRUE;
-	if (!json_parser_load_from_file(p, a->state_path, error))
+	if (!json_parser_load_from_data(p, text, -1, error))
 		return FALSE;
-	o = json_node_get_object(json_parser_get_root(p));
-	if (!o || !json_object_has_member(o, "cpus") ||
-	    !json_object_has_member(o, "mems") ||
-	    !json_object_has_member(o, "knobs")) {
-		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
-			    "%s: malformed journal", a->state_path);
+	root = json_parser_get_root(p);
+	o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root)
+						 : NULL;
+	kn = o ? json_object_get_member(o, "knobs") : NULL;
+	if (!o || !kn || !JSON_NODE_HOLDS_ARRAY(kn)) {
+		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "not an object with a 'knobs' array");
 		return FALSE;
 	}
-	if (!vs_cpuset_parse(json_object_get_string_member(o, "cpus"), cpus,
-			     error) ||
-	    !vs_cpuset_parse(json_object_get_string_member(o, "mems"), mems,
-			     error))
+	if (!(c = member_string(o, "cpus", error)) ||
+	    !(m = member_string(o, "mems", error)) ||
+	    !vs_cpuset_parse(c, cpus, error) ||
+	    !vs_cpuset_parse(m, mems, error))
 		return FALSE;
-	knobs = json_object_get_array_member(o, "knobs");
-	for (guint i = 0; knobs && i < json_array_get_length(knobs); i++) {
-		JsonObject *k = json_array_get_object_element(knobs, i);
+	arr = json_node_get_array(kn);
+	for (guint i = 0; i < json_array_get_length(arr); i++) {
+		Knob *k =
+			journal_knob(a, json_array_get_element(arr, i), error);
 
-		g_ptr_array_add(
-			a->knobs,
-			knob_new(json_object_get_string_member(k, "path"),
-				 json_object_get_boolean_member(k, "mask"),
-				 json_object_get_string_member(k, "orig")));
+		if (!k)
+			return FALSE;
+		g_ptr_array_add(knobs, k);
 	}
 	return TRUE;
 }
 
-/* ---- knobs: workqueue mask and IRQ affinities -------------------------- */
-
-static void knobs_capture(VsAlloc *a)
+static gboolean journal_load(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
+			     gboolean *found, GError **error)
 {
-	g_autoptr(GArray) irqs = NULL;
+	g_autoptr(GPtrArray) knobs = g_ptr_array_new_with_free_func(knob_free);
+	g_autofree char *text = NULL;
+	g_autoptr(GError) local = NULL;
 
-	if (a->knobs->len)
-		return; /* originals already known */
-	if (a->cfg.workqueue) {
-		g_autofree char *v = vs_read_file(VS_WQ_CPUMASK, NULL);
-
-		if (v)
-			g_ptr_array_add(a->knobs,
-					knob_new(VS_WQ_CPUMASK, TRUE, v));
+	*found = g_file_test(a->state_path, G_FILE_TEST_EXISTS);
+	if (!*found)
+		return TRUE;
+	if (!g_file_get_contents(a->state_path, &text, NULL, &local) ||
+	    !journal_parse(a, text, cpus, mems, knobs, &local)) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "malformed journal: %s", local->message);
+		return FALSE;
 	}
-	if (!a->cfg.irqs)
-		return;
-	irqs = vs_sys_irqs();
+	g_ptr_array_extend_and_steal(a->knobs, g_steal_pointer(&knobs));
+	return TRUE;
+}
+
+/* A journal that cannot be trusted must not keep the agent (and with it
+ * every later give-back) from starting: it goes aside, for a human. */
+static void journal_set_aside(VsAlloc *a, const char *why)
+{
+	g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+	g_autofree char *stamp = g_date_time_format(now, "%Y%m%dT%H%M%S.%f");
+	g_autofree char *bad =
+		g_strdup_printf("%s.bad.%s", a->state_path, stamp);
+	const char *where = bad;
+
+	if (rename(a->state_path, bad) < 0)
+		where = unlink(a->state_path) == 0 ? "nowhere (removed)"
+						   : "nowhere (left in place)";
+	g_warning("%s: %s; moved to %s; starting with the full set",
+		  a->state_path, why, where);
+}
+
+/* ---- knobs: workqueue mask, IRQ affinities, foreign cgroups ------------- */
+
+static void knobs_capture_irqs(VsAlloc *a)
+{
+	g_autoptr(GArray) irqs = vs_sys_irqs();
+
 	for (guint i = 0; i < irqs->len; i++) {
 		g_autofree char *f =
 			g_strdup_printf("/proc/irq/%d/smp_affinity_list",
@@ -165,21 +326,151 @@ static void knobs_capture(VsAlloc *a)
 		g_autofree char *v = vs_read_file(f, NULL);
 
 		if (v)
-			g_ptr_array_add(a->knobs, knob_new(f, FALSE, v));
+			g_ptr_array_add(a->knobs, knob_new(f, KNOB_IRQ, v));
 	}
 }
 
-static char *knob_target(Knob *k, const VsCpuSet *cpus)
+/* Forget cgroups that went away; add the foreign cgroups not known yet.
+ * An unreadable file (v2: cpuset not enabled for it yet) is "": the
+ * cgroup inherits everything. */
+static gboolean knobs_capture_foreign(VsAlloc *a)
 {
-	VsCpuSet orig, t;
-	gboolean ok = k->mask ? vs_cpuset_parse_mask(k->orig, &orig, NULL)
-			      : vs_cpuset_parse(k->orig, &orig, NULL);
+	g_autoptr(GPtrArray) fs = a->cg->ops->foreign(a->cg);
+	g_autoptr(GHashTable) known = g_hash_table_new(g_str_hash, g_str_equal);
+	guint n = a->knobs->len;
+	gboolean changed = FALSE;
 
+	for (guint i = a->knobs->len; i-- > 0;) {
+		Knob *k = a->knobs->pdata[i];
+		g_autofree char *dir = g_path_get_dirname(k->path);
+
+		if (knob_is_cgroup(k) && !g_file_test(dir, G_FILE_TEST_IS_DIR))
+			g_ptr_array_remove_index(a->knobs, i);
+		else
+			g_hash_table_add(known, k->path);
+	}
+	changed = a->knobs->len != n;
+	for (guint i = 0; i < fs->len; i++) {
+		VsForeign *f = fs->pdata[i];
+		g_autofree char *c = NULL, *m = NULL;
+
+		if (g_hash_table_contains(known, f->cpus))
+			continue;
+		c = vs_read_file(f->cpus, NULL);
+		m = vs_read_file(f->mems, NULL);
+		g_ptr_array_add(a->knobs,
+				knob_new(f->cpus, KNOB_CG_CPUS, c ? c : ""));
+		g_ptr_array_add(a->knobs,
+				knob_new(f->mems, KNOB_CG_MEMS, m ? m : ""));
+		changed = TRUE;
+	}
+	return changed;
+}
+
+/* Record the originals of the knobs not known yet (and forget cgroups
+ * that are gone); TRUE if the list changed. */
+static gboolean knobs_capture(VsAlloc *a)
+{
+	guint before = a->knobs->len;
+
+	if (!before && a->cfg.workqueue) {
+		g_autofree char *v = vs_read_file(VS_WQ_CPUMASK, NULL);
+
+		if (v)
+			g_ptr_array_add(a->knobs,
+					knob_new(VS_WQ_CPUMASK, KNOB_WQ, v));
+	}
+	if (!before && a->cfg.irqs)
+		knobs_capture_irqs(a);
+	return knobs_capture_foreign(a) || a->knobs->len != before;
+}
+
+/* Read a CPU list file; empty when absent (e.g. nohz_full without
+ * CONFIG_NO_HZ_FULL) or empty. */
+static void read_list(const char *path, VsCpuSet *set)
+{
+	g_autofree char *v = vs_read_file(path, NULL);
+
+	if (!v || !v[0] || !vs_cpuset_parse(v, set, NULL))
+		vs_cpuset_clear(set);
+}
+
+/* The unbound workqueue mask at boot: the housekeeping CPUs, i.e. online
+ * minus isolcpus and nohz_full. */
+static char *wq_default(const VsCpuSet *online)
+{
+	VsCpuSet t, iso, nohz;
+
+	read_list("/sys/devices/system/cpu/isolated", &iso);
+	read_list("/sys/devices/system/cpu/nohz_full", &nohz);
+	vs_cpuset_clear(&t);
+	for (guint i = 0; i < VS_MAX_CPUS; i++)
+		if (vs_cpuset_has(online, i) && !vs_cpuset_has(&iso, i) &&
+		    !vs_cpuset_has(&nohz, i))
+			vs_cpuset_add(&t, i);
+	return vs_cpuset_format_mask(vs_cpuset_count(&t) ? &t : online);
+}
+
+/* An IRQ's affinity at registration: default_smp_affinity. */
+static char *irq_default(const VsCpuSet *online)
+{
+	g_autofree char *v =
+		vs_read_file("/proc/irq/default_smp_affinity", NULL);
+	VsCpuSet def, t;
+
+	if (!v || !vs_cpuset_parse_mask(v, &def, NULL))
+		def = *online;
+	vs_cpuset_and(&t, &def, online);
+	return vs_cpuset_format(vs_cpuset_count(&t) ? &t : online);
+}
+
+/* A foreign cgroup's value before anyone set it: v2 inherits (""), a v1
+ * child starts with a copy of its parent's (the top's). */
+static char *cgroup_default(VsAlloc *a, const Knob *k)
+{
+	g_autofree char *file = g_path_get_basename(k->path);
+	g_autofree char *parent = g_build_filename(a->cg->top, file, NULL);
+	char *v = a->cg->version == 1 ? vs_read_file(parent, NULL) : NULL;
+
+	return v ? v : g_strdup("");
+}
+
+/* The originals went with the journal: take the kernel's defaults. */
+static void knobs_defaults(VsAlloc *a, const VsCpuSet *online)
+{
+	g_autofree char *wq = wq_default(online);
+	g_autofree char *irq = irq_default(online);
+
+	knobs_capture(a); /* the paths */
+	for (guint i = 0; i < a->knobs->len; i++) {
+		Knob *k = a->knobs->pdata[i];
+
+		g_free(k->orig);
+		k->orig = knob_is_cgroup(k)    ? cgroup_default(a, k)
+			  : k->kind == KNOB_WQ ? g_strdup(wq)
+					       : g_strdup(irq);
+	}
+}
+
+/* original ∩ allocation, or the allocation where that is empty; a
+ * cgroup given everything back gets its original exactly ("" included). */
+static char *knob_target(const Knob *k, const VsCpuSet *cpus,
+			 const VsCpuSet *mems, gboolean full)
+{
+	const VsCpuSet *want = k->kind == KNOB_CG_MEMS ? mems : cpus;
+	VsCpuSet orig, t;
+	gboolean ok;
+
+	if (full && knob_is_cgroup(k))
+		return g_strdup(k->orig);
+	ok = k->kind == KNOB_WQ ? vs_cpuset_parse_mask(k->orig, &orig, NULL)
+				: vs_cpuset_parse(k->orig, &orig, NULL);
 	if (ok)
-		vs_cpuset_and(&t, &orig, cpus);
+		vs_cpuset_and(&t, &orig, want);
 	if (!ok || vs_cpuset_count(&t) == 0)
-		t = *cpus;
-	return k->mask ? vs_cpuset_format_mask(&t) : vs_cpuset_format(&t);
+		t = *want;
+	return k->kind == KNOB_WQ ? vs_cpuset_format_mask(&t)
+				  : vs_cpuset_format(&t);
 }
 
 static void knobs_undo(VsAlloc *a)
@@ -194,34 +485,73 @@ static void knobs_undo(VsAlloc *a)
 	}
 }
 
-/* The workqueue mask must take (it is part of the guarantee); an IRQ may
- * refuse (managed, per-CPU): counted. */
-static gboolean knobs_apply(VsAlloc *a, const VsCpuSet *cpus, guint *set,
-			    guint *refused, gboolean *wq, GError **error)
+/* A knob that refused: an IRQ (managed, per-CPU) is counted; a foreign
+ * cgroup's tasks stay outside (v1: a child holds CPUs outside the set),
+ * counted in unmovable-other, once per cgroup. A cgroup that is gone, or
+ * whose cpuset files went with the controller while everything is given
+ * back, is unrestricted: nothing to do. */
+static void knob_refused(const Knob *k, int err, gboolean full,
+			 GHashTable *dirs, Outcome *out, const GError *why)
 {
+	g_autofree char *dir = g_path_get_dirname(k->path);
+	guint n;
+
+	if (k->kind == KNOB_IRQ) {
+		g_debug("%s", why->message);
+		out->irqs_refused++;
+		return;
+	}
+	if (err == ENOENT && (full || !g_file_test(dir, G_FILE_TEST_IS_DIR)))
+		return;
+	if (g_hash_table_contains(dirs, dir))
+		return;
+	n = vs_cgroup_count_tasks(dir);
+	out->sweep.unmovable_other += n;
+	g_message("%s (%u tasks stay outside)", why->message, n);
+	g_hash_table_add(dirs, g_steal_pointer(&dir));
+}
+
+static void knob_took(const Knob *k, Outcome *out)
+{
+	if (k->kind == KNOB_WQ)
+		out->wq = TRUE;
+	else if (k->kind == KNOB_IRQ)
+		out->irqs_set++;
+}
+
+/* The workqueue mask must take (it is part of the guarantee); IRQs and
+ * foreign cgroups that refuse are counted (knob_refused). */
+static gboolean knobs_apply(VsAlloc *a, const VsCpuSet *cpus,
+			    const VsCpuSet *mems, gboolean full, Outcome *out,
+			    GError **error)
+{
+	g_autoptr(GHashTable) dirs =
+		g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
 	for (guint i = 0; i < a->knobs->len; i++) {
 		Knob *k = a->knobs->pdata[i];
-		g_autofree char *target = knob_target(k, cpus);
+		g_autofree char *target = knob_target(k, cpus, mems, full);
 		g_autoptr(GError) local = NULL;
+		int err;
 
 		g_clear_pointer(&k->prev, g_free);
 		k->prev = vs_read_file(k->path, NULL);
 		if (k->prev && strcmp(k->prev, target) == 0) {
 			g_clear_pointer(&k->prev, g_free);
-			k->mask ? (*wq = TRUE) : (*set)++;
+			knob_took(k, out);
 			continue;
 		}
 		if (vs_write_file(k->path, target, &local)) {
-			k->mask ? (*wq = TRUE) : (*set)++;
+			knob_took(k, out);
 			continue;
 		}
+		err = errno;
 		g_clear_pointer(&k->prev, g_free);
-		if (k->mask) {
+		if (k->kind == KNOB_WQ) {
 			g_propagate_error(error, g_steal_pointer(&local));
 			return FALSE;
 		}
-		g_debug("%s", local->message);
-		(*refused)++;
+		knob_refused(k, err, full, dirs, out, local);
 	}
 	return TRUE;
 }
@@ -276,14 +606,6 @@ static void cgroup_undo(VsAlloc *a, const VsCpuSet *cpus, const VsCpuSet *mems)
 		g_warning("rollback of the cgroup: %s", error->message);
 }
 
-/* What one change did, for the reply. */
-typedef struct {
-	VsSweepStats sweep;
-	guint irqs_set, irqs_refused;
-	gboolean wq;
-	gint64 t[4]; /* end of: prepare, cgroup, knobs, journal */
-} Outcome;
-
 static JsonObject *report(const VsCpuSet *cpus, const VsCpuSet *mems, gint64 t0,
 			  const Outcome *out)
 {
@@ -323,11 +645,15 @@ static JsonObject *alloc_apply(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
 	if (!a->cg->ops->sweep(a->cg, &out.sweep, error) ||
 	    !a->cg->ops->get(a->cg, &pc, &pm, error))
 		return NULL;
-	/* Intent: the originals are on disk before anything changes. */
-	if (!full && !a->knobs->len) {
-		knobs_capture(a);
-		if (!journal_write(a, &pc, &pm, error)) {
-			g_ptr_array_set_size(a->knobs, 0);
+	/* Intent: the originals are on disk before anything changes (and
+	 * before the first change, the allocation it starts from). */
+	if (!full) {
+		gboolean first = !a->knobs->len;
+
+		if ((knobs_capture(a) || first) &&
+		    !journal_write(a, &pc, &pm, error)) {
+			if (first)
+				g_ptr_array_set_size(a->knobs, 0);
 			return NULL;
 		}
 	}
@@ -336,19 +662,20 @@ static JsonObject *alloc_apply(VsAlloc *a, VsCpuSet *cpus, VsCpuSet *mems,
 	    fault(a, "cgroup", error))
 		goto undo_cgroup;
 	out.t[1] = g_get_monotonic_time();
-	if (!knobs_apply(a, cpus, &out.irqs_set, &out.irqs_refused, &out.wq,
-			 error) ||
+	if (!knobs_apply(a, cpus, mems, full, &out, error) ||
 	    fault(a, "knobs", error))
 		goto undo_knobs;
 	out.t[2] = g_get_monotonic_time();
 	if (full) {
-		g_ptr_array_set_size(a->knobs, 0);
+		/* The knobs are forgotten only once the journal is gone: a
+		 * failure here still has them to undo. */
 		if (unlink(a->state_path) < 0 && errno != ENOENT) {
 			g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
 				    "cannot remove %s: %s", a->state_path,
 				    g_strerror(errno));
 			goto undo_knobs;
 		}
+		g_ptr_array_set_size(a->knobs, 0);
 	} else if (!journal_write(a, cpus, mems, error) ||
 		   fault(a, "journal", error)) {
 		goto undo_knobs;
@@ -404,13 +731,47 @@ JsonObject *vs_alloc_get(VsAlloc *a, GError **error)
 	return o;
 }
 
-VsAlloc *vs_alloc_new(VsCgroup *cg, const VsAllocConfig *cfg, GError **error)
+/* Start-up: re-apply the journalled allocation. A malformed journal is set
+ * aside and everything given back (the kernel's defaults for the knobs):
+ * the guest is never left confined with no record of it. */
+static void alloc_restore(VsAlloc *a)
 {
-	g_autoptr(VsAlloc) a = g_new0(VsAlloc, 1);
 	g_autoptr(JsonObject) rep = NULL;
 	g_autoptr(GError) local = NULL;
 	VsCpuSet cpus, mems;
-	gboolean found;
+	gboolean found, bad = FALSE;
+
+	if (!journal_load(a, &cpus, &mems, &found, &local)) {
+		journal_set_aside(a, local->message);
+		g_clear_error(&local);
+		bad = TRUE;
+		if (!vs_sys_online_cpus(&cpus, &local) ||
+		    !vs_sys_memory_nodes(&mems, &local)) {
+			g_warning("cannot give everything back: %s",
+				  local->message);
+			return;
+		}
+		knobs_defaults(a, &cpus);
+	} else if (!found) {
+		return;
+	}
+	a->restoring = TRUE;
+	rep = alloc_apply(a, &cpus, &mems, &local);
+	a->restoring = FALSE;
+	if (!rep) {
+		/* e.g. a CPU of the journal went offline meanwhile: keep the
+		 * agent up, report the allocation as the kernel has it. */
+		g_warning("cannot apply %s: %s",
+			  bad ? "the full set" : "the journalled allocation",
+			  local->message);
+	} else if (!bad) {
+		g_message("re-applied the journalled allocation");
+	}
+}
+
+VsAlloc *vs_alloc_new(VsCgroup *cg, const VsAllocConfig *cfg, GError **error)
+{
+	g_autoptr(VsAlloc) a = g_new0(VsAlloc, 1);
 
 	a->cg = cg;
 	a->cfg = *cfg;
@@ -422,19 +783,7 @@ VsAlloc *vs_alloc_new(VsCgroup *cg, const VsAllocConfig *cfg, GError **error)
 		return NULL;
 	}
 	a->state_path = g_build_filename(cfg->state_dir, STATE_FILE, NULL);
-	if (!journal_load(a, &cpus, &mems, &found, error))
-		return NULL;
-	if (!found)
-		return g_steal_pointer(&a);
-	rep = alloc_apply(a, &cpus, &mems, &local);
-	if (!rep) {
-		/* e.g. a CPU of the journal went offline meanwhile: keep the
-		 * agent up, report the allocation as the kernel has it. */
-		g_warning("cannot re-apply the journalled allocation: %s",
-			  local->message);
-	} else {
-		g_message("re-applied the journalled allocation");
-	}
+	alloc_restore(a);
 	return g_steal_pointer(&a);
 }
 

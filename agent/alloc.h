@@ -16,6 +16,7 @@ typedef struct {
 	gboolean irqs;		/* manage /proc/irq/N/smp_affinity_list */
 	gboolean workqueue;	/* manage the unbound workqueue cpumask */
 	const char *test_fault; /* test hook: fail after this step */
+	const char *test_stop;	/* test hook: SIGSTOP itself after it */
 } VsAllocConfig;
 
 /* Loads the journal and re-applies the committed allocation. */

@@ -18,8 +18,8 @@
 #define VS_CGROUP_NAME "vshare"
 
 typedef struct {
-	const char *prefix;    /* "cpuset." or "" (v1 noprefix) */
-	GHashTable *unmovable; /* pids of kthreads that refused */
+	const char *prefix;   /* "cpuset." or "" (v1 noprefix) */
+	VsTaskSet *unmovable; /* kthreads that refused (pid + start time) */
 } FsPriv;
 
 static char *fs_file(VsCgroup *cg, const char *dir, const char *name)
@@ -107,7 +107,7 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 		int pid = g_array_index(pids, int, i);
 		char buf[16];
 
-		if (g_hash_table_contains(p->unmovable, GINT_TO_POINTER(pid))) {
+		if (vs_task_set_contains(p->unmovable, pid)) {
 			stats->unmovable_kthreads++;
 			continue;
 		}
@@ -117,7 +117,7 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 		} else if (errno == ESRCH) {
 			continue; /* exited meanwhile */
 		} else if (vs_task_is_kthread(pid)) {
-			g_hash_table_add(p->unmovable, GINT_TO_POINTER(pid));
+			vs_task_set_add(p->unmovable, pid);
 			stats->unmovable_kthreads++;
 		} else {
 			g_debug("pid %d refused to move: %s", pid,
@@ -125,6 +125,9 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 			stats->unmovable_other++;
 		}
 	}
+	/* A kthread that exited takes its entry along (its pid may come
+	 * back as a task that moves). */
+	vs_task_set_prune(p->unmovable, pids);
 	return TRUE;
 }
 
@@ -135,12 +138,25 @@ static gint fs_count_outside(VsCgroup *cg, GError **error)
 	return pids ? (gint)pids->len : -1;
 }
 
+static gboolean fs_is_ours(const char *name)
+{
+	return strcmp(name, VS_CGROUP_NAME) == 0;
+}
+
+/* Every cgroup below the scope but ours. */
+static GPtrArray *fs_foreign(VsCgroup *cg)
+{
+	FsPriv *p = cg->priv;
+
+	return vs_cgroup_foreign(cg->scope, p->prefix, fs_is_ours);
+}
+
 static void fs_free(VsCgroup *cg)
 {
 	FsPriv *p = cg->priv;
 
 	if (p)
-		g_hash_table_unref(p->unmovable);
+		vs_task_set_free(p->unmovable);
 	g_free(p);
 }
 
@@ -151,6 +167,7 @@ static const VsCgroupOps fs_ops = {
 	.get_effective = fs_get_effective,
 	.set = fs_set,
 	.count_outside = fs_count_outside,
+	.foreign = fs_foreign,
 	.free = fs_free,
 };
 
@@ -199,7 +216,7 @@ VsCgroup *vs_cgroup_fs_open(const char *scope, GError **error)
 
 	cg->ops = &fs_ops;
 	cg->priv = p;
-	p->unmovable = g_hash_table_new(NULL, NULL);
+	p->unmovable = vs_task_set_new();
 	p->prefix = "cpuset.";
 	if (scope) {
 		cg->scope = g_strdup(scope);
@@ -213,6 +230,7 @@ VsCgroup *vs_cgroup_fs_open(const char *scope, GError **error)
 	if (cg->version == 1 && !g_file_test(probe, G_FILE_TEST_EXISTS))
 		p->prefix = ""; /* mounted with noprefix */
 	cg->path = g_build_filename(cg->scope, VS_CGROUP_NAME, NULL);
+	cg->top = g_strdup(cg->scope);
 	if (mkdir(cg->path, 0755) < 0 && errno != EEXIST) {
 		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
 			    "cannot create %s: %s", cg->path,

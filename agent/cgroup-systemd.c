@@ -45,10 +45,10 @@ typedef struct {
 	char *hierarchy;
 	/* v1 only: the cpuset hierarchy, run by the cgroupfs backend. */
 	VsCgroup *cpuset1;
-	GPtrArray *known;   /* loaded names among sd_known_units */
-	GHashTable *pinned; /* root-cgroup pids that refuse affinity */
-	char *slice_path;   /* system.slice's D-Bus object */
-	gboolean cached;    /* cpus/mems below are what systemd has */
+	GPtrArray *known;  /* loaded names among sd_known_units */
+	VsTaskSet *pinned; /* root-cgroup tasks that refuse affinity */
+	char *slice_path;  /* system.slice's D-Bus object */
+	gboolean cached;   /* cpus/mems below are what systemd has */
 	VsCpuSet cpus, mems;
 } SdPriv;
 
@@ -205,30 +205,57 @@ static gboolean sd_get_set(SdPriv *p, const char *name, VsCpuSet *set,
 
 /* ---- which units ------------------------------------------------------ */
 
+/* A cgroup directory named like a unit that has a cgroup: systemd's own.
+ * Anything else directly below the root (lxc.payload.*, docker, ...) was
+ * made by someone else, and systemd does not know it. */
+static gboolean sd_is_unit(const char *name)
+{
+	static const char *const types[] = { ".slice",	".scope", ".service",
+					     ".socket", ".mount", ".swap" };
+	const char *dot = strrchr(name, '.');
+
+	for (gsize i = 0; dot && dot != name && i < G_N_ELEMENTS(types); i++)
+		if (strcmp(dot, types[i]) == 0)
+			return TRUE;
+	return FALSE;
+}
+
+static gboolean sd_not_unit(const char *name)
+{
+	return !sd_is_unit(name);
+}
+
 /* The top-level units: the loaded well-known ones and every unit that has
  * a cgroup directly below the root now. */
 static GPtrArray *sd_units(SdPriv *p)
 {
 	GPtrArray *units = g_ptr_array_new_with_free_func(g_free);
-	g_autoptr(GDir) dir = g_dir_open(p->hierarchy, 0, NULL);
-	const char *name;
+	g_autoptr(GPtrArray) dirs =
+		vs_cgroup_foreign(p->hierarchy, "", sd_not_unit);
 
 	for (guint i = 0; i < p->known->len; i++)
 		g_ptr_array_add(units, g_strdup(p->known->pdata[i]));
-	while (dir && (name = g_dir_read_name(dir))) {
-		const char *dot = strrchr(name, '.');
-		g_autofree char *sub =
-			g_build_filename(p->hierarchy, name, NULL);
+	for (guint i = 0; i < dirs->len; i++) {
+		VsForeign *f = dirs->pdata[i];
+		g_autofree char *name = g_path_get_basename(f->dir);
 
-		if (!dot || !g_file_test(sub, G_FILE_TEST_IS_DIR) ||
-		    g_ptr_array_find_with_equal_func(units, name, g_str_equal,
-						     NULL))
-			continue;
-		if (g_str_equal(dot, ".slice") || g_str_equal(dot, ".scope") ||
-		    g_str_equal(dot, ".service"))
-			g_ptr_array_add(units, g_strdup(name));
+		if (!g_ptr_array_find_with_equal_func(units, name, g_str_equal,
+						      NULL))
+			g_ptr_array_add(units, g_steal_pointer(&name));
 	}
 	return units;
+}
+
+/* v2: the top-level cgroups that are not units get the set through their
+ * own cpuset files (alloc.c); v1: every cgroup of the cpuset hierarchy
+ * but ours (systemd makes none there). */
+static GPtrArray *sd_foreign(VsCgroup *cg)
+{
+	SdPriv *p = cg->priv;
+
+	if (p->cpuset1)
+		return p->cpuset1->ops->foreign(p->cpuset1);
+	return vs_cgroup_foreign(p->hierarchy, "cpuset.", sd_is_unit);
 }
 
 static gboolean sd_load_known(SdPriv *p, GError **error)
@@ -267,14 +294,15 @@ static gboolean sd_pin_root(SdPriv *p, const VsCpuSet *cpus, GError **error)
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 
-		if (g_hash_table_contains(p->pinned, GINT_TO_POINTER(pid)))
+		if (vs_task_set_contains(p->pinned, pid))
 			continue;
 		if (sched_setaffinity(pid, size, mask) == 0 || errno == ESRCH)
 			continue;
 		g_debug("pid %d keeps its affinity: %s", pid,
 			g_strerror(errno));
-		g_hash_table_add(p->pinned, GINT_TO_POINTER(pid));
+		vs_task_set_add(p->pinned, pid);
 	}
+	vs_task_set_prune(p->pinned, pids);
 	CPU_FREE(mask);
 	return TRUE;
 }
@@ -296,12 +324,13 @@ static gboolean sd_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 
-		if (g_hash_table_contains(p->pinned, GINT_TO_POINTER(pid)) ||
+		if (vs_task_set_contains(p->pinned, pid) ||
 		    (vs_task_flags(pid) & PF_NO_SETAFFINITY)) {
-			g_hash_table_add(p->pinned, GINT_TO_POINTER(pid));
+			vs_task_set_add(p->pinned, pid);
 			stats->unmovable_kthreads++;
 		}
 	}
+	vs_task_set_prune(p->pinned, pids);
 	return TRUE;
 }
 
@@ -486,8 +515,7 @@ static void sd_free(VsCgroup *cg)
 	g_free(p->slice_path);
 	if (p->known)
 		g_ptr_array_unref(p->known);
-	if (p->pinned)
-		g_hash_table_unref(p->pinned);
+	vs_task_set_free(p->pinned);
 	g_free(p);
 }
 
@@ -498,6 +526,7 @@ static const VsCgroupOps sd_ops = {
 	.get_effective = sd_get_effective,
 	.set = sd_set,
 	.count_outside = sd_count_outside,
+	.foreign = sd_foreign,
 	.free = sd_free,
 };
 
@@ -536,7 +565,7 @@ VsCgroup *vs_cgroup_systemd_open(GError **error)
 	cg->ops = &sd_ops;
 	cg->priv = p;
 	p->known = g_ptr_array_new_with_free_func(g_free);
-	p->pinned = g_hash_table_new(NULL, NULL);
+	p->pinned = vs_task_set_new();
 	if (!vs_cgroup_systemd_booted()) {
 		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
 				    "PID 1 is not systemd");
@@ -556,6 +585,7 @@ VsCgroup *vs_cgroup_systemd_open(GError **error)
 	}
 	cg->scope = g_strdup(p->hierarchy);
 	cg->path = g_strdup(p->cpuset1 ? p->cpuset1->path : p->hierarchy);
+	cg->top = g_strdup(p->cpuset1 ? p->cpuset1->top : p->hierarchy);
 	g_message("systemd backend, cgroup v%d, units tracked in %s",
 		  cg->version, p->hierarchy);
 	return g_steal_pointer(&cg);

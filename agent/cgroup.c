@@ -82,18 +82,9 @@ char *vs_cgroup_find_cpuset_root(int *version, GError **error)
 
 guint64 vs_task_flags(int pid)
 {
-	g_autofree char *f = g_strdup_printf("/proc/%d/stat", pid);
-	g_autofree char *stat = vs_read_file(f, NULL);
-	const char *p = stat ? strrchr(stat, ')') : NULL;
-	g_auto(GStrv) fields = NULL;
+	guint64 flags = 0;
 
-	if (!p)
-		return 0;
-	/* After "comm)": state ppid pgrp session tty tpgid flags ... */
-	fields = g_strsplit(p + 2, " ", 8);
-	if (g_strv_length(fields) < 7)
-		return 0;
-	return g_ascii_strtoull(fields[6], NULL, 10);
+	return vs_task_stat_field(pid, 9, &flags) ? flags : 0;
 }
 
 GArray *vs_cgroup_read_procs(const char *dir, GError **error)
@@ -119,6 +110,56 @@ GArray *vs_cgroup_read_procs(const char *dir, GError **error)
 gboolean vs_task_is_kthread(int pid)
 {
 	return (vs_task_flags(pid) & PF_KTHREAD) != 0;
+}
+
+void vs_foreign_free(gpointer p)
+{
+	VsForeign *f = p;
+
+	g_free(f->dir);
+	g_free(f->cpus);
+	g_free(f->mems);
+	g_free(f);
+}
+
+GPtrArray *vs_cgroup_foreign(const char *top, const char *prefix,
+			     gboolean (*skip)(const char *name))
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func(vs_foreign_free);
+	g_autoptr(GDir) d = g_dir_open(top, 0, NULL);
+	g_autofree char *cpus = g_strconcat(prefix, "cpus", NULL);
+	g_autofree char *mems = g_strconcat(prefix, "mems", NULL);
+	const char *name;
+
+	while (d && (name = g_dir_read_name(d))) {
+		g_autofree char *dir = g_build_filename(top, name, NULL);
+		VsForeign *f;
+
+		if (skip(name) || !g_file_test(dir, G_FILE_TEST_IS_DIR))
+			continue;
+		f = g_new0(VsForeign, 1);
+		f->cpus = g_build_filename(dir, cpus, NULL);
+		f->mems = g_build_filename(dir, mems, NULL);
+		f->dir = g_steal_pointer(&dir);
+		g_ptr_array_add(out, f);
+	}
+	return out;
+}
+
+guint vs_cgroup_count_tasks(const char *dir)
+{
+	g_autoptr(GArray) pids = vs_cgroup_read_procs(dir, NULL);
+	g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+	guint n = pids ? pids->len : 0;
+	const char *name;
+
+	while (d && (name = g_dir_read_name(d))) {
+		g_autofree char *sub = g_build_filename(dir, name, NULL);
+
+		if (g_file_test(sub, G_FILE_TEST_IS_DIR))
+			n += vs_cgroup_count_tasks(sub);
+	}
+	return n;
 }
 
 VsCgroup *vs_cgroup_open(const char *backend, const char *scope, GError **error)
@@ -154,5 +195,6 @@ void vs_cgroup_free(VsCgroup *cg)
 		cg->ops->free(cg);
 	g_free(cg->scope);
 	g_free(cg->path);
+	g_free(cg->top);
 	g_free(cg);
 }

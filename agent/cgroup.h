@@ -20,6 +20,17 @@ typedef struct {
 
 typedef struct VsCgroup VsCgroup;
 
+/* A cgroup directly below the root that the backend does not hold: made
+ * by a container manager (lxc.payload.*, docker, ...) or anything else.
+ * Moving its tasks would break whoever made it, so its own cpuset files
+ * are set instead, as knobs of the allocation (alloc.c). */
+typedef struct {
+	char *dir;
+	char *cpus; /* its cpuset.cpus ("cpus" on a v1 noprefix mount) */
+	char *mems;
+} VsForeign;
+void vs_foreign_free(gpointer f);
+
 typedef struct {
 	const char *name;
 	/* Move tasks that appeared outside the confinement into it. */
@@ -36,6 +47,8 @@ typedef struct {
 			const VsCpuSet *mems, GError **error);
 	/* Tasks still outside the confinement (kthreads included). */
 	gint (*count_outside)(VsCgroup *cg, GError **error);
+	/* The foreign top-level cgroups now (VsForeign*). */
+	GPtrArray *(*foreign)(VsCgroup *cg);
 	void (*free)(VsCgroup *cg);
 } VsCgroupOps;
 
@@ -44,6 +57,7 @@ struct VsCgroup {
 	int version; /* 1 or 2 */
 	char *scope; /* the cgroup whose tasks we manage (usually the root) */
 	char *path;  /* our cgroup below it */
+	char *top;   /* where the top-level cgroups are (foreign ones too) */
 	gpointer priv;
 };
 
@@ -68,3 +82,9 @@ char *vs_cgroup_find_cpuset_root(int *version, GError **error);
 GArray *vs_cgroup_read_procs(const char *dir, GError **error);
 guint64 vs_task_flags(int pid); /* PF_* from /proc/PID/stat, 0 if gone */
 gboolean vs_task_is_kthread(int pid);
+/* The top-level directories of @top except those @skip accepts, as
+ * VsForeign with the cpuset files named @prefix "cpus" / "mems". */
+GPtrArray *vs_cgroup_foreign(const char *top, const char *prefix,
+			     gboolean (*skip)(const char *name));
+/* Tasks of @dir's cgroup and of all its descendants. */
+guint vs_cgroup_count_tasks(const char *dir);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gio/gio.h>
 #include <glib-unix.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,6 +20,10 @@
 #define PORTS_DIR	 "/dev/virtio-ports"
 #define PORTS_SYSFS	 "/sys/class/virtio-ports"
 #define WRITE_TIMEOUT_MS 2000
+
+/* The host, as writes in the current session (since the stream was opened
+ * or watched again) have seen it. */
+enum { PEER_UNKNOWN, PEER_SEEN, PEER_GONE };
 
 struct VsChannel {
 	VsChannelKind kind;
@@ -35,6 +40,8 @@ struct VsChannel {
 	guint inotify_watch;
 	int sigio_fd; /* signalfd for SIGIO (char devices) */
 	guint sigio_watch;
+	int peer; /* PEER_*: a write that finds the host gone after it was
+		   * there drops its reply at once */
 };
 
 static gboolean channel_try_open(VsChannel *ch);
@@ -227,6 +234,7 @@ static gboolean on_fd(int fd, GIOCondition cond, gpointer user_data)
 
 static void channel_watch_fd(VsChannel *ch)
 {
+	ch->peer = PEER_UNKNOWN; /* a new session */
 	ch->fd_watch =
 		g_unix_fd_add(ch->fd, G_IO_IN | G_IO_HUP | G_IO_ERR, on_fd, ch);
 }
@@ -351,15 +359,75 @@ VsChannel *vs_channel_new(VsChannelKind kind, const char *where,
 	return g_steal_pointer(&ch);
 }
 
+static void set_hung_up(VsChannel *ch, GError **error)
+{
+	ch->peer = PEER_GONE;
+	g_set_error_literal(error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE,
+			    "peer hung up");
+}
+
+static int ms_left(gint64 deadline)
+{
+	gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+
+	return (int)CLAMP(left, 0, G_MAXINT);
+}
+
+/* A port that has not yet seen its host in this session says POLLHUP
+ * until the guest kernel handles the host's "port open" message, which
+ * may come after the host's first request: sleep until the SIGIO that
+ * follows that message (or the deadline), then let the caller retry. */
+static gboolean channel_wait_open(VsChannel *ch, gint64 deadline)
+{
+	struct pollfd p = { .fd = ch->sigio_fd, .events = POLLIN };
+	struct signalfd_siginfo si;
+	int left = ms_left(deadline);
+
+	if (ch->sigio_fd < 0 || ch->peer != PEER_UNKNOWN || left == 0 ||
+	    poll(&p, 1, left) <= 0)
+		return FALSE;
+	while (read(ch->sigio_fd, &si, sizeof(si)) == sizeof(si))
+		;
+	return TRUE;
+}
+
+/* Wait until @ch may take more bytes. A peer that hung up ends the wait at
+ * once: a virtio-serial port whose host side closed refuses writes
+ * (EAGAIN) while poll() reports POLLHUP without POLLOUT, so retrying would
+ * spin until the deadline. */
+static gboolean channel_wait_writable(VsChannel *ch, gint64 deadline,
+				      GError **error)
+{
+	struct pollfd p = { .fd = ch->fd, .events = POLLOUT };
+	int left = ms_left(deadline);
+	int rc = left > 0 ? poll(&p, 1, left) : 0;
+
+	if (rc < 0 && errno == EINTR)
+		return TRUE;
+	if (rc < 0) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC, "poll: %s",
+			    g_strerror(errno));
+		return FALSE;
+	}
+	if (rc == 0) {
+		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "write timed out (peer not reading)");
+		return FALSE;
+	}
+	if (!(p.revents & (POLLHUP | POLLERR | POLLNVAL)) ||
+	    channel_wait_open(ch, deadline))
+		return TRUE;
+	set_hung_up(ch, error);
+	return FALSE;
+}
+
 gboolean vs_channel_write_all(VsChannel *ch, const guint8 *buf, gsize len,
 			      GError **error)
 {
 	gint64 deadline = g_get_monotonic_time() + WRITE_TIMEOUT_MS * 1000;
 
 	while (len) {
-		struct pollfd p = { .fd = ch->fd, .events = POLLOUT };
 		ssize_t n;
-		int left;
 
 		if (ch->fd < 0) {
 			g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
@@ -368,22 +436,22 @@ gboolean vs_channel_write_all(VsChannel *ch, const guint8 *buf, gsize len,
 		}
 		n = write(ch->fd, buf, len);
 		if (n > 0) {
+			ch->peer = PEER_SEEN;
 			buf += n;
 			len -= (gsize)n;
 			continue;
+		}
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+			set_hung_up(ch, error);
+			return FALSE;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
 				    "write: %s", g_strerror(errno));
 			return FALSE;
 		}
-		left = (int)((deadline - g_get_monotonic_time()) / 1000);
-		if (left <= 0 || poll(&p, 1, left) == 0) {
-			g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
-					    "write timed out (peer not "
-					    "reading)");
+		if (!channel_wait_writable(ch, deadline, error))
 			return FALSE;
-		}
 	}
 	return TRUE;
 }

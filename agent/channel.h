@@ -28,6 +28,12 @@ typedef void (*VsChannelResetFunc)(gboolean connected, gpointer user_data);
 VsChannel *vs_channel_new(VsChannelKind kind, const char *where,
 			  VsChannelDataFunc data, VsChannelResetFunc reset,
 			  gpointer user_data, GError **error);
+/* Write all of @buf within a deadline (a host that does not read gets an
+ * error after 2 s). A host that hung up after this session saw it fails at
+ * once with G_IO_ERROR_BROKEN_PIPE: nothing waits (or spins) for a host
+ * that is gone. A port whose host this session has not seen yet (its
+ * "port open" may reach the guest after its first request) sleeps until
+ * the next SIGIO or the deadline. */
 gboolean vs_channel_write_all(VsChannel *ch, const guint8 *buf, gsize len,
 			      GError **error);
 void vs_channel_free(VsChannel *ch);

@@ -13,6 +13,7 @@ typedef struct {
 	VsCgroup *cg;
 	VsAlloc *alloc;
 	GMainLoop *loop;
+	guint dropped; /* replies dropped since the host last came or went */
 } VsAgent;
 
 /* Bind every vshare-* schema command to its handler; fails if the schema

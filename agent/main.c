@@ -6,6 +6,7 @@
  */
 #include "commands.h"
 
+#include <gio/gio.h>
 #include <glib-unix.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@ typedef struct {
 	char *cgroup_root;
 	char *backend;
 	char *test_fault;
+	char *test_stop;
 	gboolean no_irqs;
 	gboolean no_workqueue;
 	gboolean verbose;
@@ -42,8 +44,15 @@ static void on_frame(const char *frame, gsize len, const GError *error,
 	gsize n;
 	const guint8 *data = g_bytes_get_data(reply, &n);
 
-	if (!vs_channel_write_all(agent->chan, data, n, &werr))
+	if (vs_channel_write_all(agent->chan, data, n, &werr))
+		return;
+	/* A host that hung up leaves its queued requests behind: one line
+	 * for all their replies. */
+	if (!g_error_matches(werr, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE))
 		g_warning("reply dropped: %s", werr->message);
+	else if (agent->dropped++ == 0)
+		g_message("host hung up: reply dropped (and any others until "
+			  "it reconnects)");
 }
 
 static void on_data(const guint8 *buf, gsize len, gpointer user_data)
@@ -58,6 +67,9 @@ static void on_reset(gboolean connected, gpointer user_data)
 	VsAgent *agent = user_data;
 
 	g_message("host %s", connected ? "connected" : "disconnected");
+	if (agent->dropped > 1)
+		g_message("%u replies dropped in all", agent->dropped);
+	agent->dropped = 0;
 	vs_framer_reset(agent->framer);
 }
 
@@ -112,6 +124,10 @@ static gboolean parse_options(int *argc, char ***argv, Options *o,
 		  "testing: fail set-allocation after STEP "
 		  "(cgroup, knobs, journal)",
 		  "STEP" },
+		{ "test-stop", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
+		  &o->test_stop,
+		  "testing: stop (SIGSTOP) in set-allocation after STEP",
+		  "STEP" },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose,
 		  "debug messages", NULL },
 		{ "version", 'V', 0, G_OPTION_ARG_NONE, &o->version,
@@ -144,6 +160,7 @@ static void options_clear(Options *o)
 	g_free(o->cgroup_root);
 	g_free(o->backend);
 	g_free(o->test_fault);
+	g_free(o->test_stop);
 }
 
 static gboolean agent_init(VsAgent *agent, Options *o, GError **error)
@@ -153,6 +170,7 @@ static gboolean agent_init(VsAgent *agent, Options *o, GError **error)
 		.irqs = !o->no_irqs,
 		.workqueue = !o->no_workqueue,
 		.test_fault = o->test_fault,
+		.test_stop = o->test_stop,
 	};
 	VsChannelKind kind = VS_CHANNEL_PORT;
 	const char *where = o->port ? o->port : DEFAULT_PORT;

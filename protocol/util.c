@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* Small file helpers for sysfs, procfs and cgroupfs. */
+/* Small file helpers for sysfs, procfs and cgroupfs; task identity. */
 #include "vshare-proto.h"
 
 #include <errno.h>
@@ -48,4 +48,90 @@ gboolean vs_write_file(const char *path, const char *text, GError **error)
 		return FALSE;
 	}
 	return TRUE;
+}
+
+gboolean vs_task_stat_field(int pid, guint n, guint64 *value)
+{
+	g_autofree char *f = g_strdup_printf("/proc/%d/stat", pid);
+	g_autofree char *stat = vs_read_file(f, NULL);
+	const char *p = stat ? strrchr(stat, ')') : NULL;
+	g_auto(GStrv) fields = NULL;
+
+	/* "pid (comm) state ...": comm may hold spaces and parentheses. */
+	if (!p || n < 3 || p[1] != ' ')
+		return FALSE;
+	fields = g_strsplit(p + 2, " ", (gint)n - 1);
+	if (g_strv_length(fields) < n - 2)
+		return FALSE;
+	*value = g_ascii_strtoull(fields[n - 3], NULL, 10);
+	return TRUE;
+}
+
+/* pid -> start time (clock ticks after boot), the pair naming a task. */
+struct VsTaskSet {
+	GHashTable *start;
+};
+
+static gboolean task_start(int pid, guint64 *start)
+{
+	return vs_task_stat_field(pid, 22, start);
+}
+
+VsTaskSet *vs_task_set_new(void)
+{
+	VsTaskSet *set = g_new0(VsTaskSet, 1);
+
+	set->start = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+	return set;
+}
+
+void vs_task_set_free(VsTaskSet *set)
+{
+	if (!set)
+		return;
+	g_hash_table_unref(set->start);
+	g_free(set);
+}
+
+void vs_task_set_add(VsTaskSet *set, int pid)
+{
+	guint64 start;
+
+	if (task_start(pid, &start))
+		g_hash_table_replace(set->start, GINT_TO_POINTER(pid),
+				     g_memdup2(&start, sizeof(start)));
+}
+
+gboolean vs_task_set_contains(VsTaskSet *set, int pid)
+{
+	const guint64 *had =
+		g_hash_table_lookup(set->start, GINT_TO_POINTER(pid));
+	guint64 now;
+
+	if (!had)
+		return FALSE;
+	if (task_start(pid, &now) && now == *had)
+		return TRUE;
+	g_hash_table_remove(set->start, GINT_TO_POINTER(pid));
+	return FALSE;
+}
+
+void vs_task_set_prune(VsTaskSet *set, const GArray *pids)
+{
+	g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
+	GHashTableIter it;
+	gpointer pid;
+
+	for (guint i = 0; i < pids->len; i++)
+		g_hash_table_add(seen,
+				 GINT_TO_POINTER(g_array_index(pids, int, i)));
+	g_hash_table_iter_init(&it, set->start);
+	while (g_hash_table_iter_next(&it, &pid, NULL))
+		if (!g_hash_table_contains(seen, pid))
+			g_hash_table_iter_remove(&it);
+}
+
+guint vs_task_set_size(VsTaskSet *set)
+{
+	return g_hash_table_size(set->start);
 }

@@ -164,4 +164,22 @@ char *vs_read_file(const char *path, GError **error);
 /* Write @text to an existing file in one write(2). */
 gboolean vs_write_file(const char *path, const char *text, GError **error);
 
+/* Field @n of /proc/@pid/stat, numbered as in proc(5) (3 = state, 9 =
+ * flags, 22 = starttime); FALSE when the task is gone. */
+gboolean vs_task_stat_field(int pid, guint n, guint64 *value);
+
+/* A set of tasks, not of pids: each pid is kept with its start time, so a
+ * pid the kernel gives to a new task is not taken for the old one. */
+typedef struct VsTaskSet VsTaskSet;
+VsTaskSet *vs_task_set_new(void);
+void vs_task_set_free(VsTaskSet *set);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsTaskSet, vs_task_set_free)
+void vs_task_set_add(VsTaskSet *set, int pid);
+/* TRUE if @pid is still the task that was added; a pid whose task exited
+ * or was reused is forgotten. */
+gboolean vs_task_set_contains(VsTaskSet *set, int pid);
+/* Forget every pid that is not in @pids (an array of int). */
+void vs_task_set_prune(VsTaskSet *set, const GArray *pids);
+guint vs_task_set_size(VsTaskSet *set);
+
 G_END_DECLS

@@ -61,6 +61,7 @@ def allowed(pid):
 class Scratch:
     def __init__(self, version, mnt):
         self.dir = os.path.join(mnt, f"vshare-test-{os.getpid()}")
+        self.version = version
         os.mkdir(self.dir)
         if version == 1:
             write(os.path.join(self.dir, "cpuset.cpus"),
@@ -71,18 +72,33 @@ class Scratch:
             write(os.path.join(self.dir, "cgroup.subtree_control"), "+cpuset")
         self.procs = []
 
-    def spawn(self, n):
+    def spawn(self, n, cgroup=None):
         for _ in range(n):
             p = subprocess.Popen(["sleep", "1000"])
-            write(os.path.join(self.dir, "cgroup.procs"), str(p.pid))
+            write(os.path.join(cgroup or self.dir, "cgroup.procs"),
+                  str(p.pid))
             self.procs.append(p)
+        return self.procs[-n:]
+
+    def mkdir(self, name, cpus=None):
+        """A cgroup below the scratch one (v1: filled from its parent),
+        with its own cpus if given."""
+        d = os.path.join(self.dir, name)
+        os.mkdir(d)
+        if self.version == 1:
+            parent = os.path.dirname(d)
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                write(os.path.join(d, f), read(os.path.join(parent, f)))
+        if cpus is not None:
+            write(os.path.join(d, "cpuset.cpus"), cpus)
+        return d
 
     def destroy(self):
         for p in self.procs:
             p.kill()
             p.wait()
-        sub = os.path.join(self.dir, "vshare")
-        for d in (sub, self.dir):
+        dirs = [d for d, _, _ in os.walk(self.dir)]
+        for d in reversed(dirs):  # children first
             for _ in range(50):
                 try:
                     if os.path.isdir(d):
@@ -95,20 +111,232 @@ class Scratch:
 class Agent:
     def __init__(self, scratch, state, *extra, wrapper=(), agent=AGENT):
         self.sock = os.path.join(state, "agent.sock")
-        self.log = open(os.path.join(state, "agent.log"), "ab")
+        logname = os.path.join(state, "agent.log")
+        self.log = open(logname, "ab")
+        self.log_from = self.log.tell()  # this run's part of the log
+        self.logname = logname
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:exitcode=66")
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
         self.proc = subprocess.Popen(
             [*wrapper, agent, "--listen", self.sock,
              "--cgroup-root", scratch.dir,
              "--no-irqs", "--no-workqueue", "--state-dir", state, *extra],
             stdout=self.log, stderr=self.log, env=env)
+        # the socket appears once start-up is done, unless the agent died
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent did not start "
+                                   f"(exit {self.proc.poll()})")
+            time.sleep(0.02)
         self.client = AgentClient(self.sock)
         self.client.connect(timeout=60)
+
+    def output(self):
+        """What this agent logged so far."""
+        with open(self.logname, errors="replace") as f:
+            f.seek(self.log_from)
+            return f.read()
 
     def stop(self, sig=signal.SIGTERM):
         self.client.ls.close()
         self.proc.send_signal(sig)
         return self.proc.wait(20)
+
+
+def procs(cgroup):
+    return {int(x) for x in read(os.path.join(cgroup, "cgroup.procs")).split()}
+
+
+def check_foreign(t, sc, state, ncpu):
+    """Cgroups directly below the root that are not the agent's (a
+    container manager's): their tasks stay where they are and are confined
+    through the cgroups' own cpuset files; the originals are journalled
+    (a killed agent's successor restores them exactly) and a cgroup made
+    while the guest is confined is confined at the next request."""
+    if ncpu < 2:
+        t.ok(True, "foreign cgroups: # SKIP needs 2 CPUs")
+        return
+    full, last = f"0-{ncpu - 1}", str(ncpu - 1)
+    cpus = lambda d: read(os.path.join(d, "cpuset.cpus"))  # noqa: E731
+    a = Agent(sc, state)
+    a.client.call("vshare-set-allocation", cpus=full)
+    lxc = sc.mkdir("lxc.payload.t", cpus="0")  # its own CPUs: only 0
+    lxc_tasks = sc.spawn(2, lxc)
+    rep = a.client.call("vshare-set-allocation", cpus=last)
+    t.ok(cpus(lxc) == last and
+         all(allowed(p.pid) == last for p in lxc_tasks) and
+         procs(lxc) == {p.pid for p in lxc_tasks} and
+         rep["unmovable-other"] == 0,
+         "foreign cgroup: its tasks confined where they are",
+         f"cpus {cpus(lxc)}, {rep}")
+    other = sc.mkdir("docker")
+    other_orig = cpus(other)  # v2: "" (inherits), v1: a copy
+    other_tasks = sc.spawn(1, other)
+    a.client.call("vshare-set-allocation", cpus=last)
+    t.ok(cpus(other) == last and allowed(other_tasks[0].pid) == last,
+         "a foreign cgroup made while confined: confined at the next "
+         "request", cpus(other))
+    a.proc.kill()
+    a.proc.wait()
+    a = Agent(sc, state)
+    t.eq((cpus(lxc), cpus(other)), (last, last),
+         "SIGKILL + restart: foreign cgroups still confined")
+    check_failed_give_back(t, a, state, [lxc, other], last)
+    a.client.call("vshare-set-allocation", cpus=full)
+    t.ok(cpus(lxc) == "0" and cpus(other) == other_orig and
+         all(allowed(p.pid) == "0" for p in lxc_tasks) and
+         allowed(other_tasks[0].pid) == full,
+         "give-back restores each foreign cgroup's own value exactly",
+         f"{cpus(lxc)!r} {cpus(other)!r}")
+    check_foreign_refusal(t, sc, a, full, last)
+    a.stop()
+
+
+def check_failed_give_back(t, a, state, foreign, last):
+    """A give-back that fails at its last step (the journal cannot be
+    removed: a directory stands in its place) undoes every step, the
+    foreign cgroups' knobs included."""
+    journal = os.path.join(state, "allocation.json")
+    os.rename(journal, journal + ".keep")
+    os.mkdir(journal)
+    try:
+        a.client.call("vshare-set-allocation", cpus=f"0-{last}")
+        err = "no error"
+    except AgentError as e:
+        err = e.desc
+    got = [read(os.path.join(d, "cpuset.cpus")) for d in foreign]
+    os.rmdir(journal)
+    os.rename(journal + ".keep", journal)
+    t.ok("cannot remove" in err and got == [last] * len(foreign),
+         "a give-back failing at its last step leaves the foreign cgroups "
+         "confined too", f"{err}; {got}")
+
+
+def check_foreign_refusal(t, sc, a, full, last):
+    """v1: a cgroup whose child holds CPUs outside the set cannot shrink
+    (EBUSY): its tasks are reported, not hidden. v2 has no such rule."""
+    parent = sc.mkdir("machine")
+    child = sc.mkdir("machine/vm", cpus=full)
+    task = sc.spawn(1, child)[0]
+    rep = a.client.call("vshare-set-allocation", cpus=last)
+    if sc.version == 1:
+        t.ok(rep["unmovable-other"] == 1 and "machine" in a.output(),
+             "v1: a foreign cgroup that refuses counts its tasks in "
+             "unmovable-other", rep)
+    else:
+        t.ok(rep["unmovable-other"] == 0 and allowed(task.pid) == last,
+             "v2: a foreign cgroup's child follows it", rep)
+    a.client.call("vshare-set-allocation", cpus=full)
+    t.eq(allowed(task.pid), full, f"and is given back ({parent})")
+    task.kill()
+    task.wait()
+    sc.procs.remove(task)
+    wait_empty(child)
+    os.rmdir(child)
+    os.rmdir(parent)
+
+
+def wait_empty(cgroup):
+    """Until a killed task has left @cgroup (its exit is asynchronous)."""
+    deadline = time.monotonic() + 10
+    while procs(cgroup) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+UNIT = os.path.join(REPO, "agent", "systemd", "vshare-agent.service")
+
+
+def unit_caps():
+    """The capability names of the unit's CapabilityBoundingSet= lines."""
+    caps = []
+    for line in open(UNIT):
+        if line.startswith("CapabilityBoundingSet="):
+            caps += line.split("=", 1)[1].split()
+    return caps
+
+
+def check_unit_caps(t, sc, state, ncpu):
+    """The agent under the unit's bounding set (and nothing else) still
+    does its cgroupfs work: sweep, confine, a foreign cgroup, journal,
+    give-back. Guards the reduction against a missing capability."""
+    caps = unit_caps()
+    if not shutil.which("setpriv"):
+        t.ok(False, "setpriv installed (util-linux)")
+        return
+    full, last = f"0-{ncpu - 1}", str(ncpu - 1)
+    bset = ",".join(["-all"] + ["+" + c.lower()[4:] for c in caps])
+    a = Agent(sc, state, wrapper=("setpriv", f"--bounding-set={bset}"))
+    eff = [ln.split()[1] for ln in open(f"/proc/{a.proc.pid}/status")
+           if ln.startswith("CapEff:")][0]
+    want = sum(1 << CAP_BITS[c] for c in caps)
+    lxc = os.path.join(sc.dir, "lxc.payload.t")
+    sc.spawn(1)  # a stray task to sweep in
+    rep = a.client.call("vshare-set-allocation", cpus=last)
+    ok = (rep["moved-tasks"] == 1 and
+          all(allowed(p.pid) == last for p in sc.procs) and
+          read(os.path.join(lxc, "cpuset.cpus")) == last)
+    a.client.call("vshare-set-allocation", cpus=full)
+    ok = ok and all(allowed(p.pid) in (full, "0") for p in sc.procs)
+    t.ok(int(eff, 16) == want and ok,
+         f"with only {' '.join(caps)} (CapEff {eff}): sweep, confine, a "
+         "foreign cgroup, give-back", rep)
+    t.eq(a.stop(), 0, "clean exit")
+
+
+# linux/capability.h
+CAP_BITS = {"CAP_DAC_OVERRIDE": 1, "CAP_SYS_ADMIN": 21, "CAP_SYS_NICE": 23}
+
+BAD_JOURNALS = {
+    "not JSON": '{"cpus": "0", "mems":',
+    "not an object": '["cpus", "0"]',
+    "no knobs": '{"cpus": "0", "mems": "0"}',
+    "cpus not a string": '{"cpus": 0, "mems": "0", "knobs": []}',
+    "unparsable cpus": '{"cpus": "0-", "mems": "0", "knobs": []}',
+    "knob without path": '{"cpus": "0", "mems": "0", "knobs": '
+                         '[{"mask": false, "orig": "0"}]}',
+    "knob path of another file": '{"cpus": "0", "mems": "0", "knobs": '
+                                 '[{"path": "/etc/hostname", '
+                                 '"mask": false, "orig": "0"}]}',
+    "knob mask not a bool": '{"cpus": "0", "mems": "0", "knobs": '
+                            '[{"path": "/proc/irq/1/smp_affinity_list", '
+                            '"mask": "no", "orig": "0"}]}',
+    "knob not an object": '{"cpus": "0", "mems": "0", "knobs": [7]}',
+}
+
+
+def check_bad_journals(t, sc, state, ncpu):
+    """A malformed journal is moved aside with one log line and the agent
+    starts with the full set (here: the scratch cgroup confined by hand
+    before, full after)."""
+    journal = os.path.join(state, "allocation.json")
+    sub = os.path.join(sc.dir, "vshare")
+    full = f"0-{ncpu - 1}" if ncpu > 1 else "0"
+    for what, text in BAD_JOURNALS.items():
+        for f in os.listdir(state):
+            if f.startswith("allocation.json.bad."):
+                os.unlink(os.path.join(state, f))
+        write(os.path.join(sub, "cpuset.cpus"), str(ncpu - 1))
+        write(journal, text)
+        try:
+            a = Agent(sc, state)
+        except RuntimeError as e:
+            t.ok(False, f"malformed journal ({what}): the agent starts", e)
+            continue
+        bad = [f for f in os.listdir(state)
+               if f.startswith("allocation.json.bad.")]
+        moved = len(bad) == 1 and not os.path.exists(journal) and \
+            read(os.path.join(state, bad[0])) == text
+        lines = [x for x in a.output().splitlines() if "malformed" in x]
+        alloc = a.client.call("vshare-get-allocation")
+        t.ok(moved and len(lines) == 1 and alloc["full"] and
+             read(os.path.join(sub, "cpuset.cpus")) == full and
+             all(allowed(p.pid) == full for p in sc.procs),
+             f"malformed journal ({what}): moved aside, one log line, "
+             "started with the full set",
+             f"moved {moved} {bad}, lines {lines}, {alloc}")
+        t.eq(a.stop(), 0, f"malformed journal ({what}): clean exit")
 
 
 def main():
@@ -195,6 +423,9 @@ def run(t, sc, state, version, ncpu):
                          capture_output=True, text=True)
     t.ok(bad.returncode != 0 and "nope" in bad.stderr,
          "unknown name in --block-rpcs is an error", bad.stderr)
+    check_foreign(t, sc, state, ncpu)
+    check_unit_caps(t, sc, state, ncpu)
+    check_bad_journals(t, sc, state, ncpu)
     # Give everything back, then exit.
     a = Agent(sc, state)
     a.client.call("vshare-set-allocation", cpus=f"0-{ncpu - 1}")

@@ -5,6 +5,7 @@ independent shell channel. TAP on stdout.
 usage: guest.py --cgroup v1|v2 [--tasks N] [--kernel VMLINUZ]
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -59,11 +60,105 @@ def snapshot(g):
         "echo $i $(cat $i); done")
 
 
-def restart_agent(g, extra=""):
-    g.shell.out(f"echo '{extra}' > /run/agent.args; "
-                "kill $(pidof vshare-agent)")
-    time.sleep(1)
+def cpu_ticks(g, pid):
+    """utime + stime of @pid in clock ticks (/proc/PID/stat)."""
+    f = g.shell.out(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
+def until(cond, seconds):
+    """A guest shell command: poll @cond every 0.1 s for up to @seconds
+    (wall clock); exits 0 as soon as it holds, 1 if it never did."""
+    return (f"(end=$(($(date +%s) + {seconds})); until {cond}; do "
+            f"[ $(date +%s) -ge $end ] && exit 1; sleep 0.1; done)")
+
+
+def check_hangup(t, g, n=600):
+    """The host hangs up with replies pending. On virtio-serial every later
+    write gets EAGAIN while poll() says POLLHUP: each reply must be dropped
+    at once (one log line for all), with no busy loop, and the next client
+    served."""
+    ag = g.agent
+    pid = g.shell.out("pidof vshare-agent")
+    log0 = int(g.shell.out("wc -l < /run/agent.log"))
+    new_log = f"tail -n +{log0 + 1} /run/agent.log"
+    ag.ls.send(b'{"execute":"guest-info"}\n' * n)
+    # The host does not read: the replies fill the port and the socket,
+    # and the agent waits in its one-descriptor poll() (syscall 7, nfds 1).
+    rc, _ = g.shell.run(until(
+        f"[ \"$(cut -d' ' -f1,3 /proc/{pid}/syscall)\" = '7 0x1' ]", 60),
+        timeout=120)
+    t.ok(rc == 0, "the agent waits for a host that stopped reading")
+    c0 = cpu_ticks(g, pid)
+    ag.ls.close()
+    rc, _ = g.shell.run(until(f"{new_log} | grep -q 'host disconnected'",
+                              60), timeout=120)
+    ticks = cpu_ticks(g, pid) - c0
+    t.ok(rc == 0, "host hung up with replies pending: the agent noticed "
+         "and dropped them")
+    t.ok(ticks < 100, f"no busy loop: {ticks} ticks of CPU from the "
+         "hang-up to the last dropped reply")
+    t.eq(g.shell.run(f"{new_log} | grep -c 'host hung up'")[1].strip(),
+         "1", "one log line for all the dropped replies")
+    ag.connect()
+    t.eq(ag.call("guest-ping"), {}, "the next client is served")
+
+
+def wait_new_agent(g, old_pid):
+    """Until busybox init has started another agent and it has its port
+    open; then reconnect."""
+    g.shell.out(until(f"p=$(pidof vshare-agent) && [ \"$p\" != {old_pid} ] "
+                      "&& ls -l /proc/$p/fd | grep -q vport", 60),
+                timeout=120)
     g.agent.connect(timeout=30)
+
+
+def kill_mid_set(g, step, cpus, mems):
+    """Send set-allocation to an agent that stops itself after @step
+    (--test-stop), SIGKILL it there; its successor starts with no hook."""
+    restart_agent(g, f"--test-stop={step}")
+    pid = g.shell.out("pidof vshare-agent")
+    g.agent.ls.send(json.dumps({"execute": "vshare-set-allocation",
+                                "arguments": {"cpus": cpus, "mems": mems}}
+                               ).encode() + b"\n")
+    g.shell.out(until(f"grep -q '^State:.T' /proc/{pid}/status", 60),
+                timeout=120)
+    g.shell.out(f"echo > /run/agent.args; kill -9 {pid}")
+    wait_new_agent(g, pid)
+
+
+def check_killed_mid_set(t, g, taken):
+    """The agent SIGKILLed in the middle of a change: what the journal
+    says is re-applied by its successor, so the guest holds the old
+    allocation (killed before the journal step) or the new one (after),
+    in full: cgroup, workqueue mask and IRQs together, never half."""
+    ag = g.agent
+    for step in ("cgroup", "knobs"):
+        kill_mid_set(g, step, "2-3", "1")
+        al = ag.call("vshare-get-allocation")
+        t.ok(al["cpus"] == "0-1" and al["mems"] == "0" and
+             snapshot(g) == taken, f"SIGKILL after the {step} step of "
+             "a change: the successor restored the old allocation", al)
+    kill_mid_set(g, "journal", "2-3", "1")
+    al = ag.call("vshare-get-allocation")
+    new = snapshot(g)
+    ag.call("vshare-set-allocation", cpus="2-3", mems="1")
+    t.ok(al["cpus"] == "2-3" and al["mems"] == "1" and snapshot(g) == new,
+         "SIGKILL after the journal step: the new allocation, complete "
+         "(setting it again changes nothing)", al)
+    ag.call("vshare-set-allocation", cpus="0-1", mems="0")
+    t.eq(snapshot(g), taken, "and back to the old one exactly")
+
+
+def irq_list(g):
+    return g.shell.out("for i in /proc/irq/*/smp_affinity_list; do "
+                       "echo $i $(cat $i); done")
+
+
+def restart_agent(g, extra=""):
+    pid = g.shell.out("pidof vshare-agent")
+    g.shell.out(f"echo '{extra}' > /run/agent.args; kill {pid}")
+    wait_new_agent(g, pid)
 
 
 def main():
@@ -136,8 +231,7 @@ def run(t, g, a):
     t.ok(ntasks >= 300, f"{ntasks} tasks in the guest")
 
     before = snapshot(g)
-    full_irqs = g.shell.out("for i in /proc/irq/*/smp_affinity_list; do "
-                            "echo $i $(cat $i); done")
+    full_irqs = irq_list(g)
     wq_full = g.shell.out("cat /sys/devices/virtual/workqueue/cpumask")
 
     # -- bad input changes nothing
@@ -188,13 +282,14 @@ def run(t, g, a):
     restart_agent(g, "")
 
     # -- restart keeps the allocation
-    g.shell.out("kill -9 $(pidof vshare-agent)")
-    time.sleep(1)
-    ag.connect()
+    pid = g.shell.out("pidof vshare-agent")
+    g.shell.out(f"kill -9 {pid}")
+    wait_new_agent(g, pid)
     alloc = ag.call("vshare-get-allocation")
     t.ok(alloc["cpus"] == "0-1" and alloc["mems"] == "0",
          "after a SIGKILL and restart the allocation is kept", alloc)
     t.eq(snapshot(g), taken, "kernel state unchanged by the restart")
+    check_killed_mid_set(t, g, taken)
 
     # -- host disconnects and reconnects; no spinning while away
     pid = g.shell.out("pidof vshare-agent")
@@ -210,6 +305,7 @@ def run(t, g, a):
     log = g.shell.out("cat /run/agent.log")
     t.ok("host disconnected" in log and log.count("host connected") >= 2,
          "agent saw the disconnect and the reconnect")
+    check_hangup(t, g)
 
     # -- give everything back
     rep = ag.call("vshare-set-allocation", cpus="0-3", mems="0-1")
@@ -223,6 +319,16 @@ def run(t, g, a):
     t.ok(ag.call("vshare-get-allocation")["full"], "allocation is full")
     t.eq(g.shell.run("test -e /run/vshare-agent/allocation.json")[0], 1,
          "journal cleared")
+    # -- the first take-away killed midway (the journal holds the
+    # originals and the full set): the successor gives everything back
+    kill_mid_set(g, "knobs", "0-1", "0")
+    t.ok(ag.call("vshare-get-allocation")["full"] and
+         g.shell.out("cat /sys/devices/virtual/workqueue/cpumask") ==
+         wq_full and irq_list(g) == full_irqs and
+         g.shell.run("test -e /run/vshare-agent/allocation.json")[0] == 1,
+         "SIGKILL in the middle of the first take-away: the successor "
+         "restored everything and removed the journal")
+
     t.ok("AddressSanitizer" not in g.shell.out("cat /run/agent.log"),
          "agent log clean")
 

@@ -10,7 +10,9 @@ through systemd (`systemctl show` of the top-level units, every task's
 Cpus_allowed_list / Mems_allowed_list); no process changed its cgroup; a
 service started afterwards inherits the set; the set survives
 `systemctl daemon-reload` and a restart of the agent; refused inputs and
-an injected failure change nothing; giving back restores everything.
+an injected failure change nothing; giving back restores everything; a
+foreign top-level cgroup (lxc.payload.*, not a unit) is confined through
+its own cpuset files.
 Boot 2 is a reboot of the same disk with systemd.unified_cgroup_hierarchy=0
 (cgroup v1): the agent comes back by itself and confines again.
 """
@@ -53,6 +55,7 @@ for p in os.listdir("/proc"):
           status["Cpus_allowed_list"], status["Mems_allowed_list"],
           (cg or ["/"])[0] or "/")
 EOF"""
+FOREIGN = "/sys/fs/cgroup/lxc.payload.vshare-test"
 KNOBS = ("cat /sys/devices/virtual/workqueue/cpumask; "
          "for i in /proc/irq/*/smp_affinity_list; do "
          "echo $i $(cat $i); done")
@@ -161,15 +164,37 @@ def boot_v2(t, g, a):
          "NoNewPrivileges=yes" in state and
          "RestrictAddressFamilies=AF_UNIX" in state,
          "udev started the hardened unit", state)
+    # CAP_SYS_ADMIN (bit 21) and CAP_SYS_NICE (23) only: the unit's
+    # CapabilityBoundingSet= lines, merged.
+    caps = g.shell.out("grep -E '^Cap(Eff|Bnd):' "
+                       "/proc/$(pidof vshare-agent)/status")
+    t.eq(caps.split(), ["CapEff:", "0000000000a00000",
+                        "CapBnd:", "0000000000a00000"],
+         "the agent runs with CAP_SYS_ADMIN and CAP_SYS_NICE only")
+    t.diag(g.shell.out("systemd-analyze security --no-pager vshare-agent "
+                       "| tail -1", timeout=120))
     a.connect(120)
     topo = a.call("vshare-get-topology")
     t.ok(len(topo["nodes"]) == 2 and topo["cgroup"]["backend"] == "systemd"
          and topo["cgroup"]["version"] == 2,
          "the agent answers: 2 nodes, systemd backend, cgroup v2",
          topo["cgroup"])
+    # /proc/iomem shows real addresses only to CAP_SYS_ADMIN: the reason
+    # that capability stays (a region would read as 1 byte without it).
+    t.ok(all(v["region-bytes"] >= 1 << 20 and v["node"] in (0, 1)
+             for v in topo["virtio-mem"]),
+         f"{len(topo['virtio-mem'])} virtio-mem regions read from "
+         "/proc/iomem with their sizes and nodes", topo["virtio-mem"])
 
     # A service that runs before confinement, one that starts after.
     g.shell.out("systemd-run -q --unit=vshare-early sleep 100000")
+    # A container manager's cgroup directly below the root, not a unit:
+    # its task must be confined where it is, through its own cpuset files.
+    g.shell.out(f"mkdir {FOREIGN} && sh -c 'echo $$ > {FOREIGN}/cgroup.procs"
+                " && exec sleep 100000' </dev/null >/dev/null 2>&1 & "
+                "end=$(($(date +%s) + 60)); "
+                f"until [ -s {FOREIGN}/cgroup.procs ]; do "
+                "[ $(date +%s) -lt $end ] || exit 1; sleep 0.2; done")
     knobs0 = g.shell.out(KNOBS)
     props0 = show(g)
     before = scan(g)
@@ -204,6 +229,9 @@ def boot_v2(t, g, a):
                      "50-AllowedCPUs.conf")[0] == 0,
          "runtime drop-ins, nothing under /etc")
     c.confined({0}, {0}, "confined", before)
+    t.eq(g.shell.out(f"cat {FOREIGN}/cpuset.cpus {FOREIGN}/cpuset.mems"),
+         "0\n0", "a foreign top-level cgroup (lxc.payload.*) confined "
+         "through its own cpuset files, its task left where it is")
 
     g.shell.out("systemd-run -q --unit=vshare-late sleep 100000")
     late = g.shell.out("cat /proc/$(systemctl show -p MainPID --value "
@@ -259,6 +287,9 @@ def boot_v2(t, g, a):
     t.eq(g.shell.out(KNOBS), knobs0,
          "give-back: IRQ affinities and workqueue mask as before")
     c.confined({0, 1}, {0, 1}, "given back", before)
+    t.ok(g.shell.run(f"test -z \"$(cat {FOREIGN}/cpuset.cpus "
+                     "2>/dev/null)\"")[0] == 0,
+         "give-back: the foreign cgroup inherits everything again")
     tasks = scan(g)
     t.ok(all(x.cpus == {0, 1} for x in tasks.values() if not x.kthread),
          "given back: every user task may use both CPUs again")

@@ -2,7 +2,12 @@
 /* Unit tests of libvshare-proto (GLib test framework, TAP output). */
 #include "vshare-proto.h"
 
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- CPU sets ------------------------------------------------------- */
 
@@ -434,6 +439,114 @@ static void test_request_build(void)
 			"{\"cpus\":\"0-1\"},\"id\":3}\n");
 }
 
+/* ---- task identity ----------------------------------------------- */
+
+static pid_t spawn_idle(void)
+{
+	pid_t pid = fork();
+
+	g_assert_cmpint(pid, >=, 0);
+	if (pid == 0) {
+		/* Dies with the test even when an assertion aborts it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		pause();
+		_exit(0);
+	}
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	g_assert_cmpint(waitpid(pid, NULL, 0), ==, pid);
+}
+
+static void test_task_stat_field(void)
+{
+	guint64 v;
+
+	g_assert_true(vs_task_stat_field(getpid(), 4, &v)); /* ppid */
+	g_assert_cmpuint(v, ==, (guint64)getppid());
+	g_assert_true(vs_task_stat_field(getpid(), 22, &v));
+	g_assert_false(vs_task_stat_field(getpid(), 2, &v));
+	g_assert_false(vs_task_stat_field(getpid(), 400, &v));
+	g_assert_false(vs_task_stat_field(-1, 22, &v));
+}
+
+static void test_task_set_exit_and_prune(void)
+{
+	g_autoptr(VsTaskSet) set = vs_task_set_new();
+	g_autoptr(GArray) none = g_array_new(FALSE, FALSE, sizeof(int));
+	pid_t a = spawn_idle(), b = spawn_idle();
+
+	vs_task_set_add(set, a);
+	vs_task_set_add(set, b);
+	g_assert_true(vs_task_set_contains(set, a));
+	reap(a);
+	g_assert_false(vs_task_set_contains(set, a)); /* gone: forgotten */
+	g_assert_cmpuint(vs_task_set_size(set), ==, 1);
+	vs_task_set_prune(set, none); /* b is no longer listed */
+	g_assert_cmpuint(vs_task_set_size(set), ==, 0);
+	g_assert_false(vs_task_set_contains(set, b));
+	reap(b);
+}
+
+/* The clock /proc's starttime counts (boot time, in clock ticks). */
+static guint64 boot_ticks(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return ((guint64)ts.tv_sec * 1000000000u + (guint64)ts.tv_nsec) /
+	       (1000000000u / (guint64)sysconf(_SC_CLK_TCK));
+}
+
+/* Fork until the child gets @pid (ns_last_pid = @pid - 1 first); -1 when
+ * other processes keep taking it. */
+static pid_t spawn_at(pid_t pid)
+{
+	g_autofree char *last = g_strdup_printf("%d", pid - 1);
+
+	for (int i = 0; i < 50; i++) {
+		pid_t c;
+
+		if (!vs_write_file("/proc/sys/kernel/ns_last_pid", last, NULL))
+			return -1;
+		c = spawn_idle();
+		if (c == pid)
+			return c;
+		reap(c);
+	}
+	return -1;
+}
+
+/* A pid the kernel recycles is a new task: the set must not keep skipping
+ * it (a kthread's pid reused by a process that can be moved). */
+static void test_task_set_recycled_pid(void)
+{
+	g_autoptr(VsTaskSet) set = vs_task_set_new();
+	pid_t a = spawn_idle(), b;
+	guint64 start;
+
+	vs_task_set_add(set, a);
+	g_assert_true(vs_task_stat_field(a, 22, &start));
+	reap(a);
+	/* The new task must start in a later clock tick than the old one. */
+	while (boot_ticks() <= start)
+		g_usleep(1000);
+	b = spawn_at(a);
+	if (b < 0) {
+		g_test_skip("cannot recycle a pid (needs root for "
+			    "/proc/sys/kernel/ns_last_pid)");
+		return;
+	}
+	g_assert_false(vs_task_set_contains(set, b));
+	g_assert_cmpuint(vs_task_set_size(set), ==, 0);
+	vs_task_set_add(set, b);
+	g_assert_true(vs_task_set_contains(set, b));
+	reap(b);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -454,5 +567,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/dispatch/unbound", test_dispatch_unbound);
 	g_test_add_func("/dispatch/frame-error", test_frame_error_reply);
 	g_test_add_func("/request/build", test_request_build);
+	g_test_add_func("/task/stat-field", test_task_stat_field);
+	g_test_add_func("/task/set-exit-prune", test_task_set_exit_and_prune);
+	g_test_add_func("/task/set-recycled-pid", test_task_set_recycled_pid);
 	return g_test_run();
 }
