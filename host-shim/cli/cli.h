@@ -31,8 +31,8 @@ typedef struct {
 int cli_exit_code(const GError *error);
 /* Print "vsharectl: MESSAGE" and return the exit code. */
 int cli_fail(const GError *error);
-gboolean cli_usage_error(GError **error, const char *fmt, ...)
-	G_GNUC_PRINTF(2, 3);
+#define cli_usage_error(error, ...) \
+	vs_fail((error), VS_HOST_ERROR_USAGE, __VA_ARGS__)
 /* @entries plus the common options (--json, --conf-dir, --state-dir,
  * --qmp, --agent, --timeout, --qmp-timeout, --wait, --mem-timeout). */
 gboolean cli_parse(Cli *c, int *argc, char ***argv, const char *usage,

@@ -43,18 +43,6 @@ int cli_fail(const GError *error)
 	return cli_exit_code(error);
 }
 
-gboolean cli_usage_error(GError **error, const char *fmt, ...)
-{
-	g_autofree char *msg = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error_literal(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE, msg);
-	return FALSE;
-}
-
 void cli_print_json(JsonNode *node)
 {
 	g_autofree char *s = json_to_string(node, TRUE);

@@ -212,11 +212,19 @@ static void open_all(Daemon *d)
 {
 	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
 	g_auto(GStrv) names = NULL;
+	gboolean listed = daemon_discover(d, gone);
 
-	daemon_discover(d, gone);
+	names = vs_registry_list(&d->cfg, NULL);
+	/* with libvirtd answering, a ledger VM no registry entry and no
+	 * running domain names (it stopped while vshared was down) is gone */
+	for (guint i = 0; listed && i < d->session.ledger->vms->len; i++) {
+		VsLedgerVm *v = g_ptr_array_index(d->session.ledger->vms, i);
+
+		if (!g_strv_contains((const char *const *)names, v->name))
+			g_ptr_array_add(gone, g_strdup(v->name));
+	}
 	for (guint i = 0; i < gone->len; i++)
 		vm_gone(d, gone->pdata[i]);
-	names = vs_registry_list(&d->cfg, NULL);
 	for (guint i = 0; names[i]; i++) {
 		g_autoptr(GError) e = NULL;
 
@@ -248,6 +256,23 @@ static JsonNode *h_reload(JsonObject *a, gpointer ctx, GError **error)
 	json_object_set_array_member(o, "vms", vms);
 	json_node_take_object(n, o);
 	return n;
+}
+
+/* A libvirt event names a domain; registry entries may name it
+ * differently (`vsharectl add NAME --libvirt DOMAIN`). */
+static void gone_domain(Daemon *d, const char *domain)
+{
+	g_auto(GStrv) names = vs_registry_list(&d->cfg, NULL);
+
+	for (guint i = 0; names[i]; i++) {
+		g_autoptr(VsVmConf) c =
+			vs_registry_get(&d->cfg, names[i], NULL);
+
+		if (c && c->driver == VS_DRIVER_LIBVIRT &&
+		    !g_strcmp0(c->domain, domain) && strcmp(names[i], domain))
+			vm_gone(d, names[i]);
+	}
+	vm_gone(d, domain);
 }
 
 /* A VM's QEMU went away: its pCPUs and memory go back to the pool, as a
@@ -313,7 +338,7 @@ static void run_job(gpointer data, gpointer user_data)
 						j->frame_error);
 		break;
 	case JOB_VM_GONE:
-		vm_gone(d, j->vm);
+		gone_domain(d, j->vm);
 		break;
 	case JOB_METRICS:
 		open_all(d);

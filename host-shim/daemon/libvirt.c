@@ -119,17 +119,17 @@ void daemon_libvirt_stop(Daemon *d)
 
 /* Worker: the domains to follow now. A domain found before and missing
  * now (while libvirtd answered) is gone. */
-void daemon_discover(Daemon *d, GPtrArray *gone)
+gboolean daemon_discover(Daemon *d, GPtrArray *gone)
 {
 	g_autoptr(GError) e = NULL;
 	GPtrArray *found;
 
 	if (!d->libvirt_uri)
-		return;
+		return FALSE;
 	found = vs_libvirt_discover(d->libvirt_uri, &e);
 	if (!found) {
 		g_debug("discovery: %s", e->message);
-		return; /* libvirtd down: nothing is concluded */
+		return FALSE; /* libvirtd down: nothing is concluded */
 	}
 	for (guint i = 0; d->cfg.found && i < d->cfg.found->len; i++) {
 		VsVmConf *old = d->cfg.found->pdata[i];
@@ -144,4 +144,5 @@ void daemon_discover(Daemon *d, GPtrArray *gone)
 	if (d->cfg.found)
 		g_ptr_array_unref(d->cfg.found);
 	d->cfg.found = found;
+	return TRUE;
 }

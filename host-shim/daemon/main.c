@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -27,7 +29,9 @@ static GOptionEntry entries[] = {
 	{ "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
 	  "control socket (default /run/vshare/vshared.sock)", "PATH" },
 	{ "metrics-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_metrics,
-	  "Prometheus text file (default /run/vshare/vshare.prom)", "PATH" },
+	  "Prometheus text file (default /run/vshare-metrics/vshare.prom; "
+	  "its directory is made readable for the collector)",
+	  "PATH" },
 	{ "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &opt_libvirt,
 	  "follow this libvirtd: every domain with the org.vshare.agent.0 "
 	  "channel is managed under its name (e.g. qemu:///system)",
@@ -146,11 +150,22 @@ static gboolean start_session(Daemon *d, GError **error)
 	return TRUE;
 }
 
+/* node_exporter runs unprivileged: the metrics directory is world
+ * readable (the state and socket directories are not). */
+static void metrics_dir(Daemon *d)
+{
+	g_autofree char *dir = g_path_get_dirname(d->metrics_path);
+
+	if (g_mkdir_with_parents(dir, 0755) < 0 || chmod(dir, 0755) < 0)
+		g_warning("metrics: %s: %s", dir, g_strerror(errno));
+}
+
 static int run(Daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 
 	daemon_jobs_init(d);
+	metrics_dir(d);
 	if (!start_session(d, &error) || !daemon_api_start(d, &error)) {
 		g_printerr("vshared: %s\n", error->message);
 		return 1;

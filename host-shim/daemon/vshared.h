@@ -77,10 +77,10 @@ void daemon_watch_all(Daemon *d);
 void daemon_unwatch_all(Daemon *d);
 
 /* libvirt.c: lifecycle events and reconnects (loop); discovery (worker)
- * adds names that disappeared to @gone. */
+ * adds names that disappeared to @gone; FALSE when it could not list. */
 void daemon_libvirt_start(Daemon *d);
 void daemon_libvirt_stop(Daemon *d);
-void daemon_discover(Daemon *d, GPtrArray *gone);
+gboolean daemon_discover(Daemon *d, GPtrArray *gone);
 
 /* guard.c (worker): coop VMs that keep using lent vCPUs -> enforce */
 void daemon_guard(Daemon *d, JsonNode *status);

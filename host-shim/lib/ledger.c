@@ -116,21 +116,6 @@ const char *vs_ledger_owner(const VsLedger *l, guint cpu)
 	return NULL;
 }
 
-static gboolean refuse(GError **error, const char *fmt, ...)
-	G_GNUC_PRINTF(2, 3);
-
-static gboolean refuse(GError **error, const char *fmt, ...)
-{
-	g_autofree char *msg = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error_literal(error, VS_HOST_ERROR, VS_HOST_ERROR_REFUSED, msg);
-	return FALSE;
-}
-
 static gboolean check_cpus(const VsLedgerVm *v, const VsHost *host,
 			   VsCpuSet *seen, const VsLedger *l, GError **error)
 {
@@ -138,14 +123,15 @@ static gboolean check_cpus(const VsLedgerVm *v, const VsHost *host,
 	int bad = vs_cpuset_first_outside(&v->pcpus, &host->all);
 
 	if (bad >= 0)
-		return refuse(error, "pCPU %d is not a CPU of this host", bad);
+		return vs_fail(error, VS_HOST_ERROR_REFUSED,
+			       "pCPU %d is not a CPU of this host", bad);
 	vs_cpuset_and(&both, seen, &v->pcpus);
 	if (vs_cpuset_count(&both)) {
 		int cpu = vs_cpuset_first_outside(&both, &(VsCpuSet){ 0 });
 
-		return refuse(error,
-			      "pCPU %d would be owned by VM %s and VM %s", cpu,
-			      vs_ledger_owner(l, cpu), v->name);
+		return vs_fail(error, VS_HOST_ERROR_REFUSED,
+			       "pCPU %d would be owned by VM %s and VM %s", cpu,
+			       vs_ledger_owner(l, cpu), v->name);
 	}
 	for (guint w = 0; w < G_N_ELEMENTS(seen->bits); w++)
 		seen->bits[w] |= v->pcpus.bits[w];
@@ -165,33 +151,34 @@ gboolean vs_ledger_validate(const VsLedger *l, const VsHost *host,
 		if (v->unmanaged)
 			continue;
 		if (v->mode != VS_MODE_COOP && v->mode != VS_MODE_ENFORCE)
-			return refuse(error, "VM %s: mode %s in a ledger",
-				      v->name, vs_mode_name(v->mode));
+			return vs_fail(error, VS_HOST_ERROR_REFUSED,
+				       "VM %s: mode %s in a ledger", v->name,
+				       vs_mode_name(v->mode));
 		if (!check_cpus(v, host, &seen, l, error))
 			return FALSE;
 		for (guint n = 0; n < VS_MAX_NODES; n++) {
 			if (v->mem[n] && n >= host->n_nodes)
-				return refuse(error,
-					      "VM %s holds memory on node %u, "
-					      "which the host does not have",
-					      v->name, n);
+				return vs_fail(error, VS_HOST_ERROR_REFUSED,
+					       "VM %s holds memory on node %u, "
+					       "which the host does not have",
+					       v->name, n);
 			if (v->mem[n] > G_MAXINT64 - used[n])
-				return refuse(error,
-					      "host node %u: memory sizes "
-					      "overflow",
-					      n);
+				return vs_fail(error, VS_HOST_ERROR_REFUSED,
+					       "host node %u: memory sizes "
+					       "overflow",
+					       n);
 			used[n] += v->mem[n];
 		}
 	}
 	for (guint n = 0; n < host->n_nodes; n++)
 		if (host->node_mem[n] && used[n] > host->node_mem[n])
-			return refuse(error,
-				      "host node %u: VMs would hold "
-				      "%" G_GUINT64_FORMAT
-				      " MiB of virtio-mem, the node's pool "
-				      "is %" G_GUINT64_FORMAT " MiB",
-				      n, used[n] >> 20,
-				      host->node_mem[n] >> 20);
+			return vs_fail(error, VS_HOST_ERROR_REFUSED,
+				       "host node %u: VMs would hold "
+				       "%" G_GUINT64_FORMAT
+				       " MiB of virtio-mem, the node's pool "
+				       "is %" G_GUINT64_FORMAT " MiB",
+				       n, used[n] >> 20,
+				       host->node_mem[n] >> 20);
 	return TRUE;
 }
 

@@ -10,21 +10,6 @@
 
 #include <string.h>
 
-static gboolean refuse(GError **error, VsHostError code, const char *fmt, ...)
-	G_GNUC_PRINTF(3, 4);
-
-static gboolean refuse(GError **error, VsHostError code, const char *fmt, ...)
-{
-	g_autofree char *msg = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error_literal(error, VS_HOST_ERROR, code, msg);
-	return FALSE;
-}
-
 void vs_plan_free(VsPlan *p)
 {
 	if (!p)
@@ -57,8 +42,8 @@ static VsLedgerVm *manage(VsPlan *p, const VsHost *host, const char *name,
 	if (v)
 		return v;
 	if (!import) {
-		refuse(error, VS_HOST_ERROR_REFUSED, "VM %s is not managed yet",
-		       name);
+		vs_fail(error, VS_HOST_ERROR_REFUSED,
+			"VM %s is not managed yet", name);
 		return NULL;
 	}
 	if (!import(name, mem, data, error))
@@ -87,8 +72,8 @@ static gboolean check_pcpus(const VsHost *host, const VsCpuSet *set,
 	if (bad < 0)
 		return TRUE;
 	all = vs_cpuset_format(&host->all);
-	return refuse(error, VS_HOST_ERROR_USAGE,
-		      "pCPU %d does not exist (host pCPUs: %s)", bad, all);
+	return vs_fail(error, VS_HOST_ERROR_USAGE,
+		       "pCPU %d does not exist (host pCPUs: %s)", bad, all);
 }
 
 static gboolean plan_cpus(VsPlan *p, const VsHost *host, const VsChangeReq *r,
@@ -104,11 +89,12 @@ static gboolean plan_cpus(VsPlan *p, const VsHost *host, const VsChangeReq *r,
 					    : NULL;
 
 		if (owner && strcmp(owner, r->vm))
-			return refuse(error, VS_HOST_ERROR_REFUSED,
-				      "pCPU %u is owned by VM %s: move it with "
-				      "`vsharectl lend --from %s --to %s "
-				      "--cpus %u`",
-				      c, owner, owner, r->vm, c);
+			return vs_fail(
+				error, VS_HOST_ERROR_REFUSED,
+				"pCPU %u is owned by VM %s: move it with "
+				"`vsharectl lend --from %s --to %s "
+				"--cpus %u`",
+				c, owner, owner, r->vm, c);
 	}
 	v = manage(p, host, r->vm, import, data, error);
 	if (!v)
@@ -126,13 +112,13 @@ static gboolean plan_mem(VsPlan *p, const VsHost *host, const VsChangeReq *r,
 
 	if (r->node < 0 || (guint)r->node >= host->n_nodes ||
 	    !vs_cpuset_has(&host->nodes, r->node))
-		return refuse(error, VS_HOST_ERROR_USAGE,
-			      "the host has no node %d", r->node);
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "the host has no node %d", r->node);
 	if (!v)
-		return refuse(error, VS_HOST_ERROR_REFUSED,
-			      "VM %s is not managed yet: give it pCPUs first "
-			      "(`vsharectl cpus %s --set LIST`)",
-			      r->vm, r->vm);
+		return vs_fail(error, VS_HOST_ERROR_REFUSED,
+			       "VM %s is not managed yet: give it pCPUs first "
+			       "(`vsharectl cpus %s --set LIST`)",
+			       r->vm, r->vm);
 	v->mem[r->node] = r->bytes;
 	p->allow_partial = TRUE;
 	add_step(p, r->vm, VS_STEP_MEM);
@@ -147,30 +133,30 @@ static gboolean lend_check(const VsPlan *p, const VsHost *host,
 	g_autofree char *want = vs_cpuset_format(&r->cpus);
 
 	if (!strcmp(r->from, r->to))
-		return refuse(error, VS_HOST_ERROR_USAGE,
-			      "lend: --from and --to name the same VM");
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "lend: --from and --to name the same VM");
 	if (!vs_cpuset_count(&r->cpus))
-		return refuse(error, VS_HOST_ERROR_USAGE,
-			      "lend: no pCPU to move");
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "lend: no pCPU to move");
 	if (!check_pcpus(host, &r->cpus, error))
 		return FALSE;
 	if (!a || !vs_cpuset_is_subset(&r->cpus, &a->pcpus))
-		return refuse(error, VS_HOST_ERROR_REFUSED,
-			      "VM %s does not own pCPUs %s (it owns %s)",
-			      r->from, want, own && *own ? own : "none");
+		return vs_fail(error, VS_HOST_ERROR_REFUSED,
+			       "VM %s does not own pCPUs %s (it owns %s)",
+			       r->from, want, own && *own ? own : "none");
 	if (r->node < 0)
 		return TRUE;
 	if ((guint)r->node >= host->n_nodes ||
 	    !vs_cpuset_has(&host->nodes, r->node))
-		return refuse(error, VS_HOST_ERROR_USAGE,
-			      "the host has no node %d", r->node);
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "the host has no node %d", r->node);
 	if (a->mem[r->node] < r->bytes)
-		return refuse(error, VS_HOST_ERROR_REFUSED,
-			      "VM %s holds %" G_GUINT64_FORMAT
-			      " MiB on node %d, cannot lend %" G_GUINT64_FORMAT
-			      " MiB",
-			      r->from, a->mem[r->node] >> 20, r->node,
-			      r->bytes >> 20);
+		return vs_fail(error, VS_HOST_ERROR_REFUSED,
+			       "VM %s holds %" G_GUINT64_FORMAT
+			       " MiB on node %d, cannot lend %" G_GUINT64_FORMAT
+			       " MiB",
+			       r->from, a->mem[r->node] >> 20, r->node,
+			       r->bytes >> 20);
 	return TRUE;
 }
 
@@ -209,8 +195,8 @@ static gboolean plan_lend(VsPlan *p, const VsHost *host, const VsChangeReq *r,
 static gboolean plan_forget(VsPlan *p, const VsChangeReq *r, GError **error)
 {
 	if (!vs_ledger_remove_vm(p->after, r->vm))
-		return refuse(error, VS_HOST_ERROR_USAGE,
-			      "VM %s is not in the ledger", r->vm);
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "VM %s is not in the ledger", r->vm);
 	return TRUE;
 }
 

@@ -384,6 +384,9 @@ static gboolean run_steps(VsSession *s, VsPlan *p, VsLedger *before,
 			return FALSE;
 		}
 		journal_remove(s);
+		if (vs_error_is(local, VS_HOST_ERROR_PARTIAL))
+			local->code =
+				VS_HOST_ERROR_FAILED; /* undone: no part */
 		g_propagate_prefixed_error(error, g_steal_pointer(&local),
 					   "%s undone: ", p->op);
 		return FALSE;
@@ -391,14 +394,32 @@ static gboolean run_steps(VsSession *s, VsPlan *p, VsLedger *before,
 	return TRUE;
 }
 
+/* A journal an earlier change kept (its undo waits for a slow agent) is
+ * finished first: a new intent must never replace it. */
+static gboolean no_pending(VsSession *s, GError **error)
+{
+	g_autofree char *path = journal_path(s);
+	gboolean recovered;
+
+	if (!g_file_test(path, G_FILE_TEST_EXISTS))
+		return TRUE;
+	if (vs_session_recover(s, &recovered, error))
+		return TRUE;
+	g_prefix_error(error, "an interrupted change must be rolled back "
+			      "first: ");
+	return FALSE;
+}
+
 gboolean vs_txn_run(VsSession *s, VsPlan *p, GError **error)
 {
-	g_autoptr(VsLedger) before = before_of(s, p);
+	g_autoptr(VsLedger) before = NULL;
 
 	if (s->lock_fd < 0)
-		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_BUSY,
-				   "a change needs the ledger lock"),
-		       FALSE;
+		return vs_fail(error, VS_HOST_ERROR_BUSY,
+			       "a change needs the ledger lock");
+	if (!no_pending(s, error))
+		return FALSE;
+	before = before_of(s, p);
 	if (!journal_write(s, p, before, error))
 		return FALSE;
 	g_hash_table_remove_all(s->touched);

@@ -197,7 +197,14 @@ gboolean vs_qmp_parse_vmems(JsonNode *reply, GPtrArray *vmems, GError **error)
 		if (strcmp(json_node_get_string(type), "virtio-mem"))
 			continue; /* DIMMs and others: not ours */
 		if (!vmem_of(obj_member(o, "data"), &m))
-			return hostile(error, "query-memory-devices", i);
+			return vs_fail(error, VS_HOST_ERROR_HOSTILE,
+				       "QMP query-memory-devices: virtio-mem "
+				       "element %u: data.id, node, "
+				       "requested-size, size, max-size or "
+				       "block-size missing, mistyped, out of "
+				       "range or inconsistent (size > max): "
+				       "refusing to act on it",
+				       i);
 		g_ptr_array_add(vmems, g_memdup2(&m, sizeof(m)));
 	}
 	return TRUE;

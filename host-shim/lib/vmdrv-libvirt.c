@@ -11,8 +11,10 @@
  *                Nodes from <cpu><numa><cell cpus=>.
  *  QEMU pid      libvirt's pid file (/run/libvirt/qemu/NAME.pid, or the
  *                registry's pidfile= for a private libvirtd), accepted
- *                only if /proc/PID/cmdline carries "-uuid UUID"; the
- *                cgroup is read from /proc/PID/cgroup. Thread ids are
+ *                only if /proc/PID/cmdline carries "-uuid UUID"; when
+ *                the file is unreadable (a libvirtd in its own mount
+ *                namespace), the one process in /proc with that UUID;
+ *                the cgroup is read from /proc/PID/cgroup. Thread ids are
  *                then checked to be tasks of that pid.
  *  pin           virDomainPinVcpuFlags(LIVE).
  *  throttle      cpu.cfs_quota_us (v1) / cpu.max (v2) of DOMAIN/vcpuN,
@@ -91,7 +93,8 @@ static int code_of(virErrorPtr e, virDomainPtr dom)
 	if (!e)
 		return VS_HOST_ERROR_FAILED;
 	switch (e->code) {
-	case VIR_ERR_NO_DOMAIN:
+	case VIR_ERR_NO_DOMAIN: /* destroyed and undefined: gone */
+		return VS_HOST_ERROR_GONE;
 	case VIR_ERR_NO_CONNECT:
 	case VIR_ERR_INVALID_CONN:
 	case VIR_ERR_INVALID_DOMAIN:
@@ -104,7 +107,7 @@ static int code_of(virErrorPtr e, virDomainPtr dom)
 		return VS_HOST_ERROR_UNSUPPORTED;
 	case VIR_ERR_OPERATION_INVALID: /* "domain is not running" */
 		return dom && virDomainIsActive(dom) == 0
-			       ? VS_HOST_ERROR_UNREACHABLE
+			       ? VS_HOST_ERROR_GONE
 			       : VS_HOST_ERROR_FAILED;
 	default:
 		return e->domain == VIR_FROM_RPC ? VS_HOST_ERROR_UNREACHABLE
@@ -318,16 +321,43 @@ static gboolean is_qemu_of(gint64 pid, const char *uuid)
 	return FALSE;
 }
 
+/* No pid file to read (a libvirtd in another mount namespace, a
+ * discovered domain without pidfile=): the one process whose command line
+ * has "-uuid UUID". None is UNREACHABLE; several, HOSTILE (one is lying). */
+static gboolean scan_pid(VsVm *vm, const char *file, GError **error)
+{
+	Priv *p = vm->priv;
+	g_autoptr(GDir) dir = g_dir_open("/proc", 0, NULL);
+	const char *ent;
+	guint found = 0;
+	guint64 pid;
+
+	while (dir && (ent = g_dir_read_name(dir)))
+		if (g_ascii_string_to_unsigned(ent, 10, 1, G_MAXINT, &pid,
+					       NULL) &&
+		    is_qemu_of((gint64)pid, p->xml.uuid) && found++ == 0)
+			vm->qemu_pid = (gint64)pid;
+	if (found == 1)
+		return TRUE;
+	vm->qemu_pid = 0;
+	g_set_error(error, VS_HOST_ERROR,
+		    found ? VS_HOST_ERROR_HOSTILE : VS_HOST_ERROR_UNREACHABLE,
+		    "VM %s: %s unreadable and %u processes in /proc carry "
+		    "-uuid %s (want exactly one QEMU)",
+		    vm->conf->name, file, found, p->xml.uuid);
+	return FALSE;
+}
+
 static gboolean load_pid(VsVm *vm, GError **error)
 {
 	Priv *p = vm->priv;
 	g_autofree char *def = g_strdup_printf(PID_DIR "/%s.pid", p->xml.name);
 	const char *file = vm->conf->pidfile ? vm->conf->pidfile : def;
-	g_autofree char *text = read_small(vm, file, error);
+	g_autofree char *text = vs_read_bounded(file, SMALL_FILE, NULL);
 	guint64 pid;
 
 	if (!text)
-		return FALSE;
+		return scan_pid(vm, file, error);
 	if (!g_ascii_string_to_unsigned(g_strstrip(text), 10, 1, G_MAXINT, &pid,
 					NULL) ||
 	    !is_qemu_of((gint64)pid, p->xml.uuid)) {

@@ -51,6 +51,20 @@ typedef enum {
 } VsHostError;
 
 const char *vs_host_error_name(int code);
+/* Set @error, return FALSE: `return vs_fail(error, CODE, fmt, ...);`
+ * (crun's crun_make_error idiom). */
+static inline gboolean vs_fail(GError **error, int code, const char *fmt, ...)
+	G_GNUC_PRINTF(3, 4);
+static inline gboolean vs_fail(GError **error, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	g_propagate_error(error,
+			  g_error_new_valist(VS_HOST_ERROR, code, fmt, ap));
+	va_end(ap);
+	return FALSE;
+}
 gboolean vs_error_is(const GError *e, VsHostError code);
 
 /* ---- configuration (set by the front end) -------------------------------- */
