@@ -108,6 +108,16 @@ def cli_checks(t, ctl):
     t.ok(p.returncode == 0 and "(thread 4242): 3" in p.stdout,
          "ple watch counts PAUSE exits per thread (fake trace_pipe)",
          p.stdout + p.stderr)
+    # a trace_pipe that never delivers (a FIFO nobody writes): watch
+    # still ends at --seconds
+    quiet = os.path.join(ctl.work, "quiet")
+    os.makedirs(quiet)
+    os.mkfifo(os.path.join(quiet, "trace_pipe"))
+    p = ctl.run("ple", "watch", "--seconds", "1", timeout=30,
+                env=dict(env, VSHARE_TRACEFS=quiet))
+    t.ok(p.returncode == 0 and p.seconds < 5,
+         f"ple watch without input ends at --seconds ({p.seconds:.1f} s)",
+         p.stdout + p.stderr)
     p = ctl.run("host-check", "--json")
     checks = {c["check"]: c for c in json.loads(p.stdout)} \
         if p.returncode == 0 else {}
