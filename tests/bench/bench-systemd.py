@@ -34,7 +34,8 @@ def main():
     a = ap.parse_args()
     img = build_image()
     deb = subprocess.run([os.path.join(REPO, "packaging", "deb",
-                                       "build.sh")], capture_output=True,
+                                       "build.sh"), "agent"],
+                         capture_output=True,
                          text=True, check=True).stdout.split()[-1]
     ud = subprocess.run([os.path.join(REPO, "agent", "cloud-init",
                                       "make-user-data.sh"), deb],

@@ -343,7 +343,8 @@ def main():
         t.done()
     t.ok(True, f"Debian bookworm image ready ({time.monotonic() - t0:.0f} s,"
          " cached by recipe hash)")
-    p = subprocess.run([os.path.join(REPO, "packaging", "deb", "build.sh")],
+    p = subprocess.run([os.path.join(REPO, "packaging", "deb", "build.sh"),
+                        "agent"],
                        capture_output=True, text=True, check=True)
     deb = p.stdout.split()[-1]
     ud = subprocess.run([os.path.join(REPO, "agent", "cloud-init",
