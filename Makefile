@@ -125,6 +125,7 @@ TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          tests/hostile/hostile.t tests/hostile/daemon.t tests/bench/smoke.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
          tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
+         tests/libvirt/libvirt.t \
          tests/kernel/kernel.t
 
 # demo, check and bench first install what is missing (as root), then run
@@ -152,6 +153,7 @@ demo-agent: build/rel/vshare-agent
 
 run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
 	tests/bench/bench-hostile.py
+	tests/bench/bench-libvirt.py
 	tests/bench/bench.py
 	tests/bench/bench-systemd.py
 	tests/bench/bench-shim.py

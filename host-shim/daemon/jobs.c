@@ -142,6 +142,8 @@ static JsonNode *h_change(JsonObject *a, gpointer ctx, GError **error)
 	d->cfg.agent_timeout_ms = agent_ms;
 	d->cfg.mem_timeout_ms = mem_ms;
 	daemon_stat_add(d, ok ? "changes_ok" : "changes_failed", 1);
+	if (ok) /* the next status observes again: no stale owner */
+		g_clear_pointer(&d->last_status, json_node_unref);
 	if (ok && r.kind == VS_REQ_LEND) {
 		daemon_stat_add(d, "lends", 1);
 		daemon_stat_add(d, "lend_seconds",

@@ -75,8 +75,10 @@ static gboolean connect_libvirt(Daemon *d)
 		conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 		VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), d, NULL);
 	virConnectRegisterCloseCallback(conn, on_close, d, NULL);
-	/* keepalive: a dead libvirtd is noticed even when idle */
-	virConnectSetKeepAlive(conn, 5, 3);
+	/* A libvirtd that exits closes the socket (the close callback);
+	 * keepalive only catches a hung one, so it may be slow: one ping a
+	 * minute keeps the idle daemon asleep. */
+	virConnectSetKeepAlive(conn, 60, 3);
 	return TRUE;
 }
 
@@ -94,14 +96,24 @@ static gboolean reconnect(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-void daemon_libvirt_start(Daemon *d)
+/* libvirt's callbacks on our loop, registered before any open; the
+ * domains discovered before recovery, which may name them. */
+void daemon_libvirt_prepare(Daemon *d)
 {
+	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
+
 	d->libvirt_cb = -1;
 	if (!d->libvirt_uri)
 		return;
-	/* libvirt's callbacks on our loop, registered before any open */
 	vs_libvirt_set_event_context(g_main_context_default());
 	vs_libvirt_events_init();
+	daemon_discover(d, gone);
+}
+
+void daemon_libvirt_start(Daemon *d)
+{
+	if (!d->libvirt_uri)
+		return;
 	if (!connect_libvirt(d)) {
 		g_message("libvirt: %s not reachable yet: retrying",
 			  d->libvirt_uri);

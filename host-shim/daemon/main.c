@@ -166,6 +166,7 @@ static int run(Daemon *d)
 
 	daemon_jobs_init(d);
 	metrics_dir(d);
+	daemon_libvirt_prepare(d);
 	if (!start_session(d, &error) || !daemon_api_start(d, &error)) {
 		g_printerr("vshared: %s\n", error->message);
 		return 1;

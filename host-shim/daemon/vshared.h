@@ -78,6 +78,7 @@ void daemon_unwatch_all(Daemon *d);
 
 /* libvirt.c: lifecycle events and reconnects (loop); discovery (worker)
  * adds names that disappeared to @gone; FALSE when it could not list. */
+void daemon_libvirt_prepare(Daemon *d); /* before recovery */
 void daemon_libvirt_start(Daemon *d);
 void daemon_libvirt_stop(Daemon *d);
 gboolean daemon_discover(Daemon *d, GPtrArray *gone);

@@ -114,6 +114,7 @@ static void cap_start(Ctx *c, const char *el, const char **names,
 		      const char **values)
 {
 	if (!strcmp(c->path->str, MEM "/target/requested")) {
+		g_free(c->head); /* a repeated <requested> (fuzz-host) */
 		c->head = g_strdup(c->cap->str);
 		c->in_req = c->have_req = TRUE;
 		return;

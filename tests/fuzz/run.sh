@@ -15,7 +15,8 @@ for t in proto:agent host:host; do
 	mkdir -p "build/fuzz/corpus-$name"
 	log=build/fuzz/$name.log
 	build/fuzz/fuzz-$name -max_total_time="$secs" -max_len=70000 \
-		-print_final_stats=1 "build/fuzz/corpus-$name" "$seeds" >"$log" 2>&1 || rc=1
+		-print_final_stats=1 -artifact_prefix=build/fuzz/ \
+		"build/fuzz/corpus-$name" "$seeds" >"$log" 2>&1 || rc=1
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 	echo "BENCH fuzz_execs_$what ${runs:-0} execs"
 	echo "BENCH fuzz_seconds_$what $secs s"

@@ -381,7 +381,8 @@ class Domain:
     boot, a virtio-mem device per node."""
 
     def __init__(self, lv, name, shape, kernel=None, agent=None,
-                 cgroup="v2", connect_agent=False):
+                 cgroup="v2", connect_agent=False, vcpus_current=None,
+                 hotpluggable=()):
         self.lv = lv
         self.short = name
         self.name = lv.prefix + name
@@ -392,6 +393,11 @@ class Domain:
                                                "vshare-agent")
         self.cgroup = cgroup
         self.connect_agent = connect_agent
+        # CPU hotplug (tests/bench/bench-libvirt.py): vCPUs present at
+        # boot (<vcpu current=>) and those libvirt may plug or unplug
+        # (<vcpus><vcpu hotpluggable='yes'>); vCPU 0 never is.
+        self.vcpus_current = vcpus_current
+        self.hotpluggable = set(hotpluggable)
         self.dir = lv.path("dom", self.name)
         self.shell = self.agent = None
 
@@ -429,11 +435,22 @@ class Domain:
                   f"vshare.cgroup={self.cgroup}")
         maxmem = (f"<maxMemory slots='{s.nodes}' unit='MiB'>"
                   f"{s.nodes * s.mem_mb + vmem}</maxMemory>" if vmem else "")
+        cur = self.vcpus_current if self.vcpus_current is not None \
+            else s.cpus
+        current = f" current='{cur}'" if cur != s.cpus else ""
+        vcpus = ""
+        if self.hotpluggable or cur != s.cpus:
+            vcpus = "<vcpus>" + "".join(
+                f"<vcpu id='{i}' enabled='{'yes' if i < cur else 'no'}' "
+                f"hotpluggable='{'yes' if i in self.hotpluggable else 'no'}'"
+                + (f" order='{i + 1}'" if i < cur else "") + "/>"
+                for i in range(s.cpus)) + "</vcpus>"
         return f"""<domain type='qemu'>
   <name>{self.name}</name>
   {maxmem}
   <memory unit='MiB'>{s.nodes * s.mem_mb}</memory>
-  <vcpu placement='static'>{s.cpus}</vcpu>
+  <vcpu placement='static'{current}>{s.cpus}</vcpu>
+  {vcpus}
   <os>
     <type arch='x86_64'>hvm</type>
     <kernel>{self.kernel}</kernel>
@@ -465,13 +482,18 @@ class Domain:
         """Define, start, and wait for the guest's shell and agent."""
         initrd = build_initrd(self.kernel, self.agent_bin, qga=False)
         os.makedirs(self.dir, exist_ok=True)
+        with open(self.path("domain.xml"), "w") as f:
+            f.write(self.xml(initrd))
+        self.lv.virsh("define", self.path("domain.xml"))
+        return self.boot(timeout)
+
+    def boot(self, timeout=120.0):
+        """virsh start of the defined domain (again, after stop()); waits
+        for the guest's shell and agent."""
         for f in ("agent.sock", "shell.sock"):
             if os.path.exists(self.path(f)):
                 os.unlink(self.path(f))
-        with open(self.path("domain.xml"), "w") as f:
-            f.write(self.xml(initrd))
         t0 = time.monotonic()
-        self.lv.virsh("define", self.path("domain.xml"))
         self.lv.virsh("start", self.name)
         try:
             self.shell = Shell(self.path("shell.sock"))
@@ -518,12 +540,16 @@ class Domain:
         with open(self.pidfile) as f:
             return int(f.read().split()[0])
 
-    def destroy(self):
+    def stop(self, check=False):
+        """virsh destroy (the definition stays: boot() starts it again)."""
         for c in (self.shell, self.agent):
             if c and c.ls:
                 c.ls.close()
         self.shell = self.agent = None
-        self.lv.virsh("destroy", self.name, check=False)
+        return self.lv.virsh("destroy", self.name, check=check)
+
+    def destroy(self):
+        self.stop()
         self.lv.virsh("undefine", self.name, check=False)
         self.lv.domains.pop(self.name, None)
 

@@ -78,8 +78,9 @@ class Daemon:
     """vshared on the Ctl's registry and state, its socket, a metrics
     file; started and stopped by pid."""
 
-    def __init__(self, ctl, binary=None, interval=1):
+    def __init__(self, ctl, binary=None, interval=1, extra=()):
         self.ctl = ctl
+        self.extra = list(extra)  # more vshared options (--libvirt-uri)
         self.bin = binary or os.path.join(REPO, "build", "san", "vshared")
         self.metrics = os.path.join(ctl.work, "vshare.prom")
         self.log = os.path.join(ctl.work, "vshared.log")
@@ -90,7 +91,7 @@ class Daemon:
         return [self.bin, "--conf-dir", self.ctl.conf, "--state-dir",
                 self.ctl.state, "--socket", self.ctl.socket,
                 "--metrics-file", self.metrics, "--metrics-interval",
-                str(self.interval)]
+                str(self.interval), *self.extra]
 
     def start(self, env=None, timeout=30):
         if os.path.exists(self.ctl.socket):
