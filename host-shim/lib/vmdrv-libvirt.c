@@ -240,6 +240,10 @@ static gboolean connect_dom(VsVm *vm, GError **error)
 	p->conn = virConnectOpen(uri);
 	if (!p->conn)
 		return virt_fail(vm, uri, error);
+	/* libvirt's default keepalive (a ping every 5 s once an event loop
+	 * is registered) would wake an idle vshared per VM; a dead libvirtd
+	 * is seen on the next call anyway (UNREACHABLE, then reconnect). */
+	virConnectSetKeepAlive(p->conn, 60, 3);
 	p->dom = lookup(p->conn, id);
 	if (!p->dom)
 		return virt_fail(vm, id, error);
