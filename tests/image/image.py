@@ -193,7 +193,8 @@ def boot_v2(t, g, a):
     g.shell.out(f"mkdir {FOREIGN} && sh -c 'echo $$ > {FOREIGN}/cgroup.procs"
                 " && exec sleep 100000' </dev/null >/dev/null 2>&1 & "
                 "end=$(($(date +%s) + 60)); "
-                f"until [ -s {FOREIGN}/cgroup.procs ]; do "
+                # cgroupfs files have size 0: read it
+                f"until [ -n \"$(cat {FOREIGN}/cgroup.procs)\" ]; do "
                 "[ $(date +%s) -lt $end ] || exit 1; sleep 0.2; done")
     knobs0 = g.shell.out(KNOBS)
     props0 = show(g)

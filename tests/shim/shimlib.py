@@ -49,7 +49,12 @@ class Ctl:
                         VSHARE_SOCKET=self.socket)
 
     def argv(self, *args):
-        return [self.bin, *args, "--conf-dir", self.conf,
+        # TCG guests under a loaded CI host: agent calls get 20 s unless a
+        # test says otherwise (a later --timeout wins)
+        head = [args[0], "--timeout", "20"] if args and \
+            args[0] in ("cpus", "mem", "lend", "recover", "status") else \
+            list(args[:1])
+        return [self.bin, *head, *args[1:], "--conf-dir", self.conf,
                 "--state-dir", self.state]
 
     def run(self, *args, env=None, timeout=120):
