@@ -168,9 +168,10 @@ def boot_v2(t, g, a):
     # CapabilityBoundingSet= lines, merged.
     caps = g.shell.out("grep -E '^Cap(Eff|Bnd):' "
                        "/proc/$(pidof vshare-agent)/status")
-    t.eq(caps.split(), ["CapEff:", "0000000000a00000",
-                        "CapBnd:", "0000000000a00000"],
-         "the agent runs with CAP_SYS_ADMIN and CAP_SYS_NICE only")
+    t.eq(caps.split(), ["CapEff:", "0000000000a00002",
+                        "CapBnd:", "0000000000a00002"],
+         "the agent runs with CAP_SYS_ADMIN, CAP_SYS_NICE and "
+         "CAP_DAC_OVERRIDE only")
     t.diag(g.shell.out("systemd-analyze security --no-pager vshare-agent "
                        "| tail -1", timeout=120))
     a.connect(120)
