@@ -155,6 +155,36 @@ int cmd_lend(Cli *c, int argc, char **argv)
 	return cli_change(c, &r, "done");
 }
 
+int cmd_tune(Cli *c, int argc, char **argv)
+{
+	int weight = 0, nice = G_MININT;
+	GOptionEntry e[] = {
+		{ "weight", 'w', 0, G_OPTION_ARG_INT, &weight,
+		  "CPU weight of the VM against the others, 1..10000 "
+		  "(100 = default; cgroup v2 scale, v1 cpu.shares = "
+		  "weight * 1024 / 100)",
+		  "W" },
+		{ "nice", 'n', 0, G_OPTION_ARG_INT, &nice,
+		  "nice of every QEMU thread, -20..19", "N" },
+		{ NULL }
+	};
+	g_autoptr(GError) error = NULL;
+	VsChangeReq r = { .kind = VS_REQ_TUNE, .node = -1 };
+
+	if (!cli_parse(c, &argc, &argv, "VM [--weight W] [--nice N]",
+		       "Set a managed VM's CPU weight and/or nice "
+		       "(journalled; paper 003's knobs).",
+		       e, &error) ||
+	    !cli_want_args(argc, argv, 1, "one VM name", &error) ||
+	    !vs_name_valid(argv[1], &error))
+		return cli_fail(error);
+	r.vm = argv[1];
+	r.weight = weight;
+	r.set_nice = nice != G_MININT;
+	r.nice = r.set_nice ? nice : 0;
+	return cli_change(c, &r, "done");
+}
+
 int cmd_forget(Cli *c, int argc, char **argv)
 {
 	g_autoptr(GError) error = NULL;

@@ -304,3 +304,21 @@ gboolean vs_apply_mem(VsSession *s, const char *name, VsLedgerVm *want,
 	}
 	return TRUE;
 }
+
+/* Weight and nice as the ledger entry says (idempotent: undo re-applies
+ * the old entry, where 0 weight is the default). */
+gboolean vs_apply_tune(VsSession *s, const char *name, VsLedgerVm *want,
+		       GError **error)
+{
+	VsVm *vm = vs_session_vm(s, name, error);
+
+	if (!vm)
+		return FALSE;
+	g_hash_table_add(s->touched, g_strdup(name));
+	if (!vs_vm_set_weight(vm, want->weight, error) ||
+	    !vs_vm_set_nice(vm, want->nice, error))
+		return FALSE;
+	note(s, name, VS_EV_NOTE, "weight %d, nice %d",
+	     want->weight ? want->weight : 100, want->nice);
+	return TRUE;
+}

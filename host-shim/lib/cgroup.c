@@ -35,6 +35,14 @@ static char *cpu_mount(int *version)
 	return vs_mountinfo_cgroup(mi, "cpu", v2_controllers, version);
 }
 
+int vs_cgroup_cpu_version(void)
+{
+	int version;
+	g_autofree char *m = cpu_mount(&version);
+
+	return version;
+}
+
 const char *vs_cgroup_cpu_backend(void)
 {
 	int version;
@@ -182,4 +190,63 @@ gboolean vs_cgroup_throttled(VsVm *vm, VsCpuSet *out, GError **error)
 	}
 	(void)error;
 	return TRUE;
+}
+
+/* The VM's weight against other VMs: v1 puts every vCPU thread in
+ * vshare/VM/vcpuN (where throttling finds them too) and weighs vshare/VM;
+ * v2 weighs the QEMU process's domain cgroup. */
+gboolean vs_cgroup_weight(VsVm *vm, guint weight, GError **error)
+{
+	int version;
+	g_autofree char *mount = cpu_mount(&version);
+	g_autofree char *dir = NULL;
+	g_autofree char *val = NULL;
+
+	if (weight < 1 || weight > 10000)
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "weight must be 1..10000, not %u", weight);
+	if (!version)
+		return vs_fail(error, VS_HOST_ERROR_UNSUPPORTED,
+			       "a CPU weight needs the cpu cgroup controller "
+			       "(v1 or v2); none is mounted");
+	dir = g_build_filename(mount, "vshare", vm->conf->name, NULL);
+	if (version == 2) {
+		val = g_strdup_printf("%u", weight);
+		if (!v2_prepare(vm, mount, dir, error) ||
+		    !write_at(dir, "cpu.weight", val, error))
+			goto fail;
+		return TRUE;
+	}
+	val = g_strdup_printf("%u", MAX(2u, weight * 1024 / 100));
+	if (!mkdir_p(dir, error) || !write_at(dir, "cpu.shares", val, error))
+		goto fail;
+	for (guint i = 0; i < vm->vcpus->len; i++) {
+		VsVcpu *v = &g_array_index(vm->vcpus, VsVcpu, i);
+		g_autofree char *name = g_strdup_printf("vcpu%u", i);
+		g_autofree char *sub = g_build_filename(dir, name, NULL);
+		g_autofree char *t =
+			g_strdup_printf("%" G_GINT64_FORMAT, v->tid);
+
+		if (!mkdir_p(sub, error) || !write_at(sub, "tasks", t, error))
+			goto fail;
+	}
+	return TRUE;
+fail:
+	g_prefix_error(error, "VM %s: weight: ", vm->conf->name);
+	return FALSE;
+}
+
+gint64 vs_cgroup_throttled_ns(VsVm *vm, guint vcpu)
+{
+	int version;
+	g_autofree char *mount = cpu_mount(&version);
+	g_autofree char *name = g_strdup_printf("vcpu%u", vcpu);
+	g_autofree char *path = NULL, *text = NULL;
+
+	if (!version)
+		return -1;
+	path = g_build_filename(mount, "vshare", vm->conf->name, name,
+				"cpu.stat", NULL);
+	text = vs_read_file(path, NULL);
+	return text ? vs_parse_cpu_stat_throttled_ns(text) : -1;
 }

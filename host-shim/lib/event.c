@@ -41,8 +41,7 @@ JsonNode *vs_event_to_json(const VsEvent *e)
 	put_str(o, "mems", e->mems);
 	put_str(o, "message", e->message);
 	json_object_set_int_member(o, "index", e->index);
-	json_object_set_string_member(o, "step",
-				      e->step == VS_STEP_MEM ? "mem" : "cpus");
+	json_object_set_string_member(o, "step", vs_step_kind_name(e->step));
 	json_object_set_int_member(o, "node", e->node);
 	json_object_set_int_member(o, "bytes", (gint64)e->bytes);
 	json_object_set_int_member(o, "want", (gint64)e->want);
@@ -119,8 +118,8 @@ gboolean vs_event_from_json(JsonNode *node, VsEvent *e)
 	e->mems = get_str(o, "mems");
 	e->message = get_str(o, "message");
 	e->index = get_int(o, "index");
-	e->step = !g_strcmp0(get_str(o, "step"), "mem") ? VS_STEP_MEM
-							: VS_STEP_CPUS;
+	if (!vs_step_kind_parse(get_str(o, "step"), &e->step))
+		e->step = VS_STEP_CPUS;
 	e->node = get_int(o, "node");
 	e->bytes = get_int(o, "bytes");
 	e->want = get_int(o, "want");

@@ -203,6 +203,14 @@ static void vm_to_json(JsonBuilder *b, const VsLedgerVm *v)
 	for (guint n = 0; n < VS_MAX_NODES; n++)
 		if (v->mem[n])
 			last = n + 1;
+	if (v->weight) {
+		json_builder_set_member_name(b, "weight");
+		json_builder_add_int_value(b, v->weight);
+	}
+	if (v->nice) {
+		json_builder_set_member_name(b, "nice");
+		json_builder_add_int_value(b, v->nice);
+	}
 	json_builder_set_member_name(b, "vmem-bytes");
 	json_builder_begin_array(b);
 	for (guint n = 0; n < last; n++)
@@ -262,6 +270,22 @@ static gboolean mem_from_json(VsLedgerVm *v, JsonNode *mem, GError **error)
 	return TRUE;
 }
 
+/* Optional integer member within [lo, hi]; absent: 0. */
+static gboolean int_in(JsonObject *o, const char *k, gint64 lo, gint64 hi,
+		       int *out)
+{
+	JsonNode *n = json_object_get_member(o, k);
+
+	*out = 0;
+	if (!n)
+		return TRUE;
+	if (json_node_get_value_type(n) != G_TYPE_INT64 ||
+	    json_node_get_int(n) < lo || json_node_get_int(n) > hi)
+		return FALSE;
+	*out = (int)json_node_get_int(n);
+	return TRUE;
+}
+
 static gboolean vm_from_json(VsLedger *l, JsonNode *n, GError **error)
 {
 	JsonObject *o =
@@ -288,6 +312,9 @@ static gboolean vm_from_json(VsLedger *l, JsonNode *n, GError **error)
 	if (unm && json_node_get_value_type(unm) != G_TYPE_BOOLEAN)
 		return corrupt(error, "a VM's unmanaged is not a boolean");
 	v->unmanaged = unm && json_node_get_boolean(unm);
+	if (!int_in(o, "weight", 1, 10000, &v->weight) ||
+	    !int_in(o, "nice", -20, 19, &v->nice))
+		return corrupt(error, "a VM's weight or nice is out of range");
 	return mem_from_json(v, mem, error);
 }
 

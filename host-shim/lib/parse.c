@@ -172,3 +172,27 @@ gint64 vs_parse_status_tgid(const char *text)
 	v = g_ascii_strtoll(t, &end, 10);
 	return end != t && v > 0 ? v : -1;
 }
+
+gint64 vs_parse_cpu_stat_throttled_ns(const char *text)
+{
+	g_auto(GStrv) lines = g_strsplit(text ? text : "", "\n", -1);
+
+	for (guint i = 0; lines[i]; i++) {
+		gboolean us = g_str_has_prefix(lines[i], "throttled_usec ");
+		const char *v;
+		char *end;
+		guint64 n;
+
+		if (!us && !g_str_has_prefix(lines[i], "throttled_time "))
+			continue;
+		v = strchr(lines[i], ' ') + 1;
+		if (!g_ascii_isdigit(*v))
+			return -1;
+		errno = 0;
+		n = g_ascii_strtoull(v, &end, 10);
+		if (errno || *end || n > G_MAXINT64 / 1000)
+			return -1;
+		return us ? (gint64)n * 1000 : (gint64)n;
+	}
+	return -1;
+}

@@ -23,6 +23,27 @@ void vs_plan_free(VsPlan *p)
 	g_free(p);
 }
 
+static const char *const step_names[] = {
+	[VS_STEP_CPUS] = "cpus",
+	[VS_STEP_MEM] = "mem",
+	[VS_STEP_TUNE] = "tune",
+};
+
+const char *vs_step_kind_name(VsStepKind k)
+{
+	return k < G_N_ELEMENTS(step_names) ? step_names[k] : "?";
+}
+
+gboolean vs_step_kind_parse(const char *s, VsStepKind *k)
+{
+	for (guint i = 0; i < G_N_ELEMENTS(step_names); i++)
+		if (!g_strcmp0(s, step_names[i])) {
+			*k = i;
+			return TRUE;
+		}
+	return FALSE;
+}
+
 static void add_step(VsPlan *p, const char *vm, VsStepKind kind)
 {
 	VsStep s = { g_strdup(vm), kind };
@@ -192,6 +213,32 @@ static gboolean plan_lend(VsPlan *p, const VsHost *host, const VsChangeReq *r,
 	return TRUE;
 }
 
+static gboolean plan_tune(VsPlan *p, const VsChangeReq *r, GError **error)
+{
+	VsLedgerVm *v = vs_ledger_find(p->after, r->vm);
+
+	if (r->weight < 0 || r->weight > 10000)
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "weight must be 1..10000, not %d", r->weight);
+	if (r->set_nice && (r->nice < -20 || r->nice > 19))
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "nice must be -20..19, not %d", r->nice);
+	if (!r->weight && !r->set_nice)
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "tune: give a weight or a nice value");
+	if (!v)
+		return vs_fail(error, VS_HOST_ERROR_REFUSED,
+			       "VM %s is not managed yet: give it pCPUs first "
+			       "(`vsharectl cpus %s --set LIST`)",
+			       r->vm, r->vm);
+	if (r->weight)
+		v->weight = r->weight;
+	if (r->set_nice)
+		v->nice = r->nice;
+	add_step(p, r->vm, VS_STEP_TUNE);
+	return TRUE;
+}
+
 static gboolean plan_forget(VsPlan *p, const VsChangeReq *r, GError **error)
 {
 	if (!vs_ledger_remove_vm(p->after, r->vm))
@@ -201,10 +248,9 @@ static gboolean plan_forget(VsPlan *p, const VsChangeReq *r, GError **error)
 }
 
 static const char *const op_names[] = {
-	[VS_REQ_CPUS] = "cpus",
-	[VS_REQ_MEM] = "mem",
-	[VS_REQ_LEND] = "lend",
-	[VS_REQ_FORGET] = "forget",
+	[VS_REQ_CPUS] = "cpus", [VS_REQ_MEM] = "mem",
+	[VS_REQ_LEND] = "lend", [VS_REQ_FORGET] = "forget",
+	[VS_REQ_TUNE] = "tune",
 };
 
 static gboolean names_valid(const VsChangeReq *r, GError **error)
@@ -222,7 +268,7 @@ VsPlan *vs_plan_make(const VsLedger *now, const VsHost *host,
 	g_autoptr(VsPlan) p = g_new0(VsPlan, 1);
 	gboolean ok = FALSE;
 
-	if (r->kind > VS_REQ_FORGET || !names_valid(r, error))
+	if (r->kind > VS_REQ_TUNE || !names_valid(r, error))
 		return NULL;
 	p->op = op_names[r->kind];
 	p->mode = r->mode;
@@ -241,6 +287,9 @@ VsPlan *vs_plan_make(const VsLedger *now, const VsHost *host,
 		break;
 	case VS_REQ_FORGET:
 		ok = plan_forget(p, r, error);
+		break;
+	case VS_REQ_TUNE:
+		ok = plan_tune(p, r, error);
 		break;
 	}
 	if (!ok)

@@ -132,6 +132,8 @@ static gboolean apply_step(VsSession *s, VsLedger *l, VsLedger *prev,
 
 	if (st->kind == VS_STEP_MEM)
 		return vs_apply_mem(s, st->vm, want, partial, reached, error);
+	if (st->kind == VS_STEP_TUNE)
+		return vs_apply_tune(s, st->vm, want, error);
 	return vs_apply_cpus(s, st->vm, want,
 			     prev ? entry_or_full(s, prev, st->vm, &ptmp)
 				  : NULL,
@@ -149,7 +151,9 @@ static gboolean qemu_gone(VsSession *s, const char *name, const GError *e)
 
 static const char *step_name(const VsStep *st)
 {
-	return st->kind == VS_STEP_MEM ? "memory" : "CPUs";
+	return st->kind == VS_STEP_MEM	  ? "memory"
+	       : st->kind == VS_STEP_TUNE ? "weight/nice"
+					  : "CPUs";
 }
 
 /* Undo steps [0, upto] by re-applying @before, last first. FALSE when a
@@ -222,8 +226,7 @@ static gboolean journal_write(VsSession *s, VsPlan *p, VsLedger *before,
 		json_builder_set_member_name(b, "vm");
 		json_builder_add_string_value(b, st->vm);
 		json_builder_set_member_name(b, "kind");
-		json_builder_add_string_value(
-			b, st->kind == VS_STEP_MEM ? "mem" : "cpus");
+		json_builder_add_string_value(b, vs_step_kind_name(st->kind));
 		json_builder_end_object(b);
 	}
 	json_builder_end_array(b);
@@ -267,10 +270,9 @@ static gboolean parse_step(JsonNode *n, VsStep *st)
 	    !vs_name_valid(json_node_get_string(vm), NULL))
 		return FALSE;
 	k = json_node_get_string(kind);
-	if (strcmp(k, "mem") && strcmp(k, "cpus"))
+	if (!vs_step_kind_parse(k, &st->kind))
 		return FALSE;
 	st->vm = g_strdup(json_node_get_string(vm));
-	st->kind = !strcmp(k, "mem") ? VS_STEP_MEM : VS_STEP_CPUS;
 	return TRUE;
 }
 

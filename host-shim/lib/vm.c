@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 void vs_vmem_free(gpointer p)
@@ -429,4 +430,60 @@ const char *vs_vm_throttle_backend(VsVm *vm)
 {
 	return vm->drv->throttle_backend ? vm->drv->throttle_backend(vm)
 					 : "unknown";
+}
+
+gboolean vs_vm_set_weight(VsVm *vm, guint weight, GError **error)
+{
+	if (!vm->drv->set_weight)
+		return vs_fail(error, VS_HOST_ERROR_UNSUPPORTED,
+			       "VM %s: the %s driver cannot set a CPU weight",
+			       vm->conf->name, vm->drv->name);
+	return vm->drv->set_weight(vm, weight ? weight : 100, error);
+}
+
+/* Every thread of the QEMU process (its vCPUs, I/O threads, main loop):
+ * the paper's "nice of the VM". Threads that exit meanwhile are fine. */
+gboolean vs_vm_set_nice(VsVm *vm, int nice, GError **error)
+{
+	g_autofree char *dir = g_strdup_printf(
+		"%s/%" G_GINT64_FORMAT "/task",
+		vm->cfg && vm->cfg->proc ? vm->cfg->proc : "/proc",
+		vm->qemu_pid);
+	g_autoptr(GDir) d = NULL;
+	const char *ent;
+	guint done = 0;
+
+	if (nice < -20 || nice > 19)
+		return vs_fail(error, VS_HOST_ERROR_USAGE,
+			       "nice must be -20..19, not %d", nice);
+	d = g_dir_open(dir, 0, NULL);
+	if (!d)
+		return vs_fail(error, VS_HOST_ERROR_GONE,
+			       "VM %s: QEMU %" G_GINT64_FORMAT " is gone",
+			       vm->conf->name, vm->qemu_pid);
+	while ((ent = g_dir_read_name(d))) {
+		gint64 tid = g_ascii_strtoll(ent, NULL, 10);
+
+		if (tid <= 0)
+			continue;
+		if (setpriority(PRIO_PROCESS, (id_t)tid, nice) == 0)
+			done++;
+		else if (errno != ESRCH)
+			return vs_fail(error, VS_HOST_ERROR_FAILED,
+				       "VM %s: nice of thread %" G_GINT64_FORMAT
+				       ": %s",
+				       vm->conf->name, tid, g_strerror(errno));
+	}
+	if (!done)
+		return vs_fail(error, VS_HOST_ERROR_GONE,
+			       "VM %s: QEMU has no thread left",
+			       vm->conf->name);
+	return TRUE;
+}
+
+gint64 vs_vm_vcpu_throttled_ns(VsVm *vm, guint vcpu)
+{
+	if (vcpu >= vm->vcpus->len || !vm->drv->throttled_ns)
+		return -1;
+	return vm->drv->throttled_ns(vm, vcpu);
 }

@@ -536,6 +536,36 @@ static gboolean drv_pin(VsVm *vm, guint vcpu, guint pcpu, GError **error)
 	return virt_fail(vm, what, error);
 }
 
+static gint64 drv_throttled_ns(VsVm *vm, guint vcpu)
+{
+	Priv *p = vm->priv;
+	g_autofree char *f = vcpu_file(p, vcpu, "cpu.stat");
+	g_autofree char *text = vs_read_file(f, NULL);
+
+	return text ? vs_parse_cpu_stat_throttled_ns(text) : -1;
+}
+
+/* libvirt's cpu_shares: cpu.shares on v1 (1024 = default), cpu.weight on
+ * v2 (100 = default); vshare's weight is on the v2 scale. */
+static gboolean drv_set_weight(VsVm *vm, guint weight, GError **error)
+{
+	Priv *p = vm->priv;
+	virTypedParameter par = { .type = VIR_TYPED_PARAM_ULLONG };
+	guint64 shares = vs_cgroup_cpu_version() == 1
+				 ? MAX(2u, weight * 1024 / 100)
+				 : weight;
+
+	if (!ensure(vm, error))
+		return FALSE;
+	g_strlcpy(par.field, VIR_DOMAIN_SCHEDULER_CPU_SHARES,
+		  sizeof(par.field));
+	par.value.ul = shares;
+	if (virDomainSetSchedulerParametersFlags(p->dom, &par, 1,
+						 VIR_DOMAIN_AFFECT_LIVE) == 0)
+		return TRUE;
+	return virt_fail(vm, "set cpu_shares", error);
+}
+
 /* ---- throttling in libvirt's vcpuN cgroups -------------------------------- */
 
 static gboolean write_file(VsVm *vm, const char *path, const char *val,
@@ -731,4 +761,6 @@ const VsVmDriver vs_vmdrv_libvirt = {
 	.wait = drv_wait,
 	.alive = drv_alive,
 	.throttle_backend = drv_throttle_backend,
+	.set_weight = drv_set_weight,
+	.throttled_ns = drv_throttled_ns,
 };

@@ -186,4 +186,6 @@ const VsVmDriver vs_vmdrv_qmp = {
 	.throttle_backend = qmp_backend,
 	.watch_fd = qmp_watch_fd,
 	.watch_read = qmp_watch_read,
+	.set_weight = vs_cgroup_weight,
+	.throttled_ns = vs_cgroup_throttled_ns,
 };

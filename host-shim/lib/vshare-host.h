@@ -104,6 +104,9 @@ typedef struct {
 GArray *vs_parse_proc_stat(const char *text, GError **error);
 /* /proc/PID/task/TID/schedstat: run time in ns, -1 when malformed. */
 gint64 vs_parse_schedstat(const char *text);
+/* cpu.stat of a cgroup: time throttled in ns ("throttled_time" ns on v1,
+ * "throttled_usec" on v2), -1 when absent or malformed. */
+gint64 vs_parse_cpu_stat_throttled_ns(const char *text);
 /* "Tgid:" of /proc/PID/status, -1 when absent. */
 gint64 vs_parse_status_tgid(const char *text);
 
@@ -259,6 +262,10 @@ typedef struct {
 	 * and calls watch_read when it is readable: FALSE = QEMU gone. */
 	int (*watch_fd)(VsVm *vm);
 	gboolean (*watch_read)(VsVm *vm);
+	/* ns the vCPU's cgroup was throttled so far, -1 unknown. */
+	gint64 (*throttled_ns)(VsVm *vm, guint vcpu);
+	/* CPU weight of the whole VM, 1..10000 (cgroup v2 scale). */
+	gboolean (*set_weight)(VsVm *vm, guint weight, GError **error);
 } VsVmDriver;
 
 struct VsVm {
@@ -300,6 +307,12 @@ VsPeer *vs_vm_agent(VsVm *vm, int timeout_ms, GError **error);
 gboolean vs_vm_throttle(VsVm *vm, const VsCpuSet *throttled, GError **error);
 gboolean vs_vm_throttled(VsVm *vm, VsCpuSet *out, GError **error);
 const char *vs_vm_throttle_backend(VsVm *vm);
+/* ns vCPU @vcpu's thread waited throttled (enforce), -1 unknown. */
+gint64 vs_vm_vcpu_throttled_ns(VsVm *vm, guint vcpu);
+/* Weight 0 means the default (100). */
+gboolean vs_vm_set_weight(VsVm *vm, guint weight, GError **error);
+/* setpriority() on every thread of the verified QEMU process. */
+gboolean vs_vm_set_nice(VsVm *vm, int nice, GError **error);
 
 /* QMP vCPU/memory replies, checked (shared by the QMP and libvirt
  * drivers and the fuzzer). */
@@ -308,9 +321,14 @@ gboolean vs_qmp_parse_vmems(JsonNode *reply, GPtrArray *vmems, GError **error);
 
 /* cgroup.c: per-vCPU cpu cgroups under vshare's own directory (QMP). */
 const char *vs_cgroup_cpu_backend(void);
+int vs_cgroup_cpu_version(void); /* 1, 2, or 0: no cpu controller */
 gboolean vs_cgroup_throttle(VsVm *vm, const VsCpuSet *throttled,
 			    GError **error);
 gboolean vs_cgroup_throttled(VsVm *vm, VsCpuSet *out, GError **error);
+/* cpu.weight (v2) or cpu.shares (v1, weight * 1024 / 100) of the VM's
+ * cgroup, its vCPU threads placed in it. */
+gboolean vs_cgroup_weight(VsVm *vm, guint weight, GError **error);
+gint64 vs_cgroup_throttled_ns(VsVm *vm, guint vcpu);
 
 /* ---- ledger.c ---------------------------------------------------------------------- */
 
@@ -328,6 +346,8 @@ typedef struct {
 	VsCpuSet pcpus; /* owned */
 	VsMode mode;	/* coop or enforce */
 	guint64 mem[VS_MAX_NODES];
+	int weight; /* CPU weight 1..10000 (cgroup v2 scale); 0: never set */
+	int nice;   /* nice of every QEMU thread, -20..19 */
 	/* Only in a journal's "before": the VM was not managed; undoing
 	 * gives it every pCPU again and the memory it had. */
 	gboolean unmanaged;
@@ -372,6 +392,7 @@ gboolean vs_store_reset(const VsConfig *c, const VsHost *host, GError **error);
 typedef enum {
 	VS_STEP_CPUS,
 	VS_STEP_MEM,
+	VS_STEP_TUNE, /* weight and nice */
 } VsStepKind;
 
 typedef struct {
@@ -379,11 +400,16 @@ typedef struct {
 	VsStepKind kind;
 } VsStep;
 
+/* "cpus", "mem", "tune" (journal, events); parse: FALSE when unknown. */
+const char *vs_step_kind_name(VsStepKind k);
+gboolean vs_step_kind_parse(const char *s, VsStepKind *k);
+
 typedef enum {
 	VS_REQ_CPUS,
 	VS_REQ_MEM,
 	VS_REQ_LEND,
 	VS_REQ_FORGET,
+	VS_REQ_TUNE,
 } VsReqKind;
 
 typedef struct {
@@ -395,6 +421,9 @@ typedef struct {
 	int node;      /* mem, lend with memory; -1 none */
 	guint64 bytes; /* mem: new size; lend: moved */
 	VsMode mode;
+	int weight; /* tune: 1..10000; 0 keeps it */
+	int nice;   /* tune: -20..19 when set_nice */
+	gboolean set_nice;
 } VsChangeReq;
 
 /* What a VM not yet in the ledger holds (its virtio-mem per node); the
@@ -494,6 +523,8 @@ gboolean vs_apply_cpus(VsSession *s, const char *name, VsLedgerVm *want,
 gboolean vs_apply_mem(VsSession *s, const char *name, VsLedgerVm *want,
 		      gboolean allow_partial, guint64 reached[VS_MAX_NODES],
 		      GError **error);
+gboolean vs_apply_tune(VsSession *s, const char *name, VsLedgerVm *want,
+		       GError **error);
 void vs_emit(VsSession *s, const VsEvent *ev);
 
 /* observe.c: `status` and metrics. Begin opens the VMs, asks the agents

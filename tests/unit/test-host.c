@@ -595,6 +595,71 @@ static void test_recover_damaged(void)
 	env_clear(&e);
 }
 
+/* tune: weight and nice through the planner, kept in the ledger file */
+static void test_plan_tune(void)
+{
+	VsHost h;
+	g_autoptr(VsLedger) l = NULL, back = NULL;
+	g_autoptr(VsPlan) p = NULL;
+	g_autofree char *text = NULL;
+	g_autoptr(GError) e = NULL;
+	VsChangeReq r;
+	VsLedgerVm *a;
+
+	load_host(&h, host_conf);
+	l = ledger_ab(&h);
+	r = (VsChangeReq){ .kind = VS_REQ_TUNE, .vm = "zz", .weight = 50 };
+	refused(l, &h, &r, VS_HOST_ERROR_REFUSED, "not managed");
+	r = (VsChangeReq){ .kind = VS_REQ_TUNE, .vm = "a", .weight = 10001 };
+	refused(l, &h, &r, VS_HOST_ERROR_USAGE, "weight must be");
+	r = (VsChangeReq){
+		.kind = VS_REQ_TUNE, .vm = "a", .nice = 20, .set_nice = TRUE
+	};
+	refused(l, &h, &r, VS_HOST_ERROR_USAGE, "nice must be");
+	r = (VsChangeReq){ .kind = VS_REQ_TUNE, .vm = "a" };
+	refused(l, &h, &r, VS_HOST_ERROR_USAGE, "give a weight");
+	r = (VsChangeReq){ .kind = VS_REQ_TUNE,
+			   .vm = "a",
+			   .weight = 250,
+			   .nice = -7,
+			   .set_nice = TRUE };
+	p = vs_plan_make(l, &h, &r, NULL, NULL, &e);
+	g_assert_no_error(e);
+	g_assert_cmpuint(p->steps->len, ==, 1);
+	g_assert_cmpint(g_array_index(p->steps, VsStep, 0).kind, ==,
+			VS_STEP_TUNE);
+	a = vs_ledger_find(p->after, "a");
+	g_assert_cmpint(a->weight, ==, 250);
+	g_assert_cmpint(a->nice, ==, -7);
+	g_assert_cmpint(vs_ledger_find(l, "a")->weight, ==, 0); /* pure */
+	text = vs_store_text(p->after);
+	back = vs_store_parse(text, "t", &h, &e);
+	g_assert_no_error(e);
+	g_assert_cmpint(vs_ledger_find(back, "a")->nice, ==, -7);
+	g_assert_cmpint(vs_ledger_find(back, "a")->weight, ==, 250);
+	vs_host_clear(&h);
+}
+
+static void test_cpu_stat(void)
+{
+	g_assert_cmpint(
+		vs_parse_cpu_stat_throttled_ns("nr_periods 10\nnr_throttled 3\n"
+					       "throttled_time 123456789\n"),
+		==, 123456789);
+	g_assert_cmpint(
+		vs_parse_cpu_stat_throttled_ns("usage_usec 5\nnr_throttled 1\n"
+					       "throttled_usec 250\n"),
+		==, 250000);
+	g_assert_cmpint(vs_parse_cpu_stat_throttled_ns("nr_periods 1\n"), ==,
+			-1);
+	g_assert_cmpint(vs_parse_cpu_stat_throttled_ns("throttled_time -5\n"),
+			==, -1);
+	g_assert_cmpint(vs_parse_cpu_stat_throttled_ns(
+				"throttled_usec 99999999999999999999\n"),
+			==, -1);
+	g_assert_cmpint(vs_parse_cpu_stat_throttled_ns(NULL), ==, -1);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -608,6 +673,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/ledger/validate", test_validate);
 	g_test_add_func("/plan/refusals", test_plan_refusals);
 	g_test_add_func("/plan/lend", test_plan_lend);
+	g_test_add_func("/plan/tune", test_plan_tune);
+	g_test_add_func("/parse/cpu-stat", test_cpu_stat);
 	g_test_add_func("/store/permissions-lock", test_state_perms);
 	g_test_add_func("/recover/states", test_recover_states);
 	g_test_add_func("/recover/damaged", test_recover_damaged);
