@@ -11,11 +11,15 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # the host side only: the guest agent never links libvirt
 LIBVIRT_CFLAGS := $(shell pkg-config --cflags libvirt 2>/dev/null)
 LIBVIRT_LIBS   := $(shell pkg-config --libs libvirt 2>/dev/null)
+# the policy engine (vshared only)
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim/lib \
-            -Ihost-shim/cli
-BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) $(LIBVIRT_CFLAGS)
+            -Ihost-shim/cli -Ihost-shim/policy
+BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) $(LIBVIRT_CFLAGS) \
+            $(LUA_CFLAGS)
 REL      := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 REL_LD   := -Wl,-z,relro -Wl,-z,now
 SAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -27,7 +31,9 @@ AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
              agent/cgroup-fs.c agent/cgroup-systemd.c agent/sysinfo.c agent/alloc.c
 HOSTLIB_SRC := $(wildcard host-shim/lib/*.c)
 CLI_SRC   := $(wildcard host-shim/cli/*.c)
-DAEMON_SRC := $(wildcard host-shim/daemon/*.c) build/gen/vs-host-schema.c
+POLICY_SRC := $(wildcard host-shim/policy/*.c) build/gen/policy-prelude.c
+DAEMON_SRC := $(wildcard host-shim/daemon/*.c) build/gen/vs-host-schema.c \
+              $(POLICY_SRC)
 SHIM_SRC  := $(CLI_SRC) $(HOSTLIB_SRC)
 HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 
@@ -36,7 +42,8 @@ HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
      build/san/test-host build/rel/vshared build/san/vshared \
-     build/san/test-libvirt-xml build/san/drvtest \
+     build/san/test-libvirt-xml build/san/drvtest build/san/test-policy \
+     build/rel/bench-policy \
      build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl
 
 help:
@@ -59,16 +66,20 @@ build/gen/vs-host-schema.c: host-shim/daemon/schema.json protocol/gen-schema.py
 	@mkdir -p $(@D)
 	python3 protocol/gen-schema.py c $< $@ vs_host
 
+build/gen/policy-prelude.c: host-shim/policy/prelude.lua host-shim/policy/embed.py
+	@mkdir -p $(@D)
+	python3 host-shim/policy/embed.py $< $@ vs_policy_prelude
+
 docs/protocol.md: protocol/schema.json protocol/gen-schema.py
 	python3 protocol/gen-schema.py md $< $@
 
 docs: docs/protocol.md
 
-build/rel/%.o: %.c $(HDRS) | build/gen/vs-schema.c build/gen/vs-host-schema.c
+build/rel/%.o: %.c $(HDRS) | build/gen/vs-schema.c build/gen/vs-host-schema.c build/gen/policy-prelude.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE) $(REL) -c $< -o $@
 
-build/san/%.o: %.c $(HDRS) | build/gen/vs-schema.c build/gen/vs-host-schema.c
+build/san/%.o: %.c $(HDRS) | build/gen/vs-schema.c build/gen/vs-host-schema.c build/gen/policy-prelude.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE) $(SAN) -c $< -o $@
 
@@ -91,10 +102,16 @@ build/san/test-protocol: build/san/tests/unit/test-protocol.o $(PROTO_SRC:%.c=bu
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/rel/vshared: $(DAEMON_SRC:%.c=build/rel/%.o) $(HOSTLIB_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
-	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) $(LUA_LIBS)
 
 build/san/vshared: $(DAEMON_SRC:%.c=build/san/%.o) $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
-	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) $(LUA_LIBS)
+
+build/san/test-policy: build/san/tests/unit/test-policy.o $(POLICY_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS)
+
+build/rel/bench-policy: build/rel/tests/unit/test-policy.o $(POLICY_SRC:%.c=build/rel/%.o)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS)
 
 build/san/test-libvirt-xml: build/san/tests/unit/test-libvirt-xml.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
@@ -120,6 +137,7 @@ build/fuzz/fuzz-host: tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS)
 # ---- tests -----------------------------------------------------------------
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
+         build/san/test-policy \
          tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/hostile/hostile.t tests/hostile/daemon.t tests/bench/smoke.t \

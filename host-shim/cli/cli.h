@@ -52,6 +52,10 @@ int cli_change(Cli *c, const VsChangeReq *req, const char *done);
  * daemon, do it here. @req NULL: recover. */
 int cli_daemon_change(Cli *c, const VsChangeReq *req, const char *done,
 		      gboolean *handled);
+/* Any control-socket command; an error when vshared does not run.
+ * @args consumed. */
+JsonNode *cli_daemon_call(Cli *c, const char *cmd, JsonObject *args,
+			  GError **error);
 JsonNode *cli_daemon_status(Cli *c, char **names, gboolean *handled,
 			    GError **error);
 
@@ -63,6 +67,8 @@ int cmd_mem(Cli *c, int argc, char **argv);
 int cmd_lend(Cli *c, int argc, char **argv);
 int cmd_recover(Cli *c, int argc, char **argv);
 int cmd_forget(Cli *c, int argc, char **argv);
+int cmd_tune(Cli *c, int argc, char **argv);
+int cmd_policy(Cli *c, int argc, char **argv);
 int cmd_ledger(Cli *c, int argc, char **argv);
 int cmd_add(Cli *c, int argc, char **argv);
 int cmd_remove(Cli *c, int argc, char **argv);

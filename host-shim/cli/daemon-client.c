@@ -108,7 +108,8 @@ static int finish(Cli *c, JsonNode *r, const char *done)
 
 static JsonObject *change_args(Cli *c, const VsChangeReq *r)
 {
-	static const char *const ops[] = { "cpus", "mem", "lend", "forget" };
+	static const char *const ops[] = { "cpus", "mem", "lend", "forget",
+					   "tune" };
 	JsonObject *a = json_object_new();
 	g_autofree char *cpus = vs_cpuset_format(&r->cpus);
 
@@ -125,6 +126,10 @@ static JsonObject *change_args(Cli *c, const VsChangeReq *r)
 		json_object_set_int_member(a, "node", r->node);
 		json_object_set_int_member(a, "bytes", (gint64)r->bytes);
 	}
+	if (r->weight)
+		json_object_set_int_member(a, "weight", r->weight);
+	if (r->set_nice)
+		json_object_set_int_member(a, "nice", r->nice);
 	json_object_set_string_member(a, "mode", vs_mode_name(r->mode));
 	json_object_set_int_member(a, "agent-timeout-ms",
 				   c->cfg.agent_timeout_ms);
@@ -147,6 +152,25 @@ int cli_daemon_change(Cli *c, const VsChangeReq *req, const char *done,
 	if (!r)
 		return cli_fail(error);
 	return finish(c, r, done);
+}
+
+JsonNode *cli_daemon_call(Cli *c, const char *cmd, JsonObject *args,
+			  GError **error)
+{
+	g_autoptr(GError) local = NULL;
+	g_autoptr(VsPeer) p = connect_daemon(c, &local);
+
+	if (!p && !local)
+		g_set_error(&local, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
+			    "vshared does not run (policies live in the "
+			    "daemon: systemctl start vshared)");
+	if (!p) {
+		if (args)
+			json_object_unref(args);
+		g_propagate_error(error, g_steal_pointer(&local));
+		return NULL;
+	}
+	return call(c, p, cmd, args, error);
 }
 
 JsonNode *cli_daemon_status(Cli *c, char **names, gboolean *handled,

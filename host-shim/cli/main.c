@@ -152,7 +152,9 @@ gboolean cli_parse(Cli *c, int *argc, char ***argv, const char *usage,
 
 static const char *kind_name(VsStepKind k)
 {
-	return k == VS_STEP_MEM ? "memory" : "CPUs";
+	return k == VS_STEP_MEM	   ? "memory"
+	       : k == VS_STEP_TUNE ? "weight/nice"
+				   : "CPUs";
 }
 
 void cli_render_event(const VsEvent *e, gpointer data)
@@ -315,6 +317,10 @@ static const struct {
 	{ "host-check", cmd_host_check, "KVM and kernel facts, advice" },
 	{ "recover", cmd_recover, "roll back an interrupted change" },
 	{ "forget", cmd_forget, "drop a VM from the ledger" },
+	{ "tune", cmd_tune, "set a VM's CPU weight and nice" },
+	{ "policy", cmd_policy,
+	  "vshared's Lua policies: list | show | enable | disable | reload | "
+	  "dry-run | log" },
 	{ "ledger", cmd_ledger, "show | reset --force" },
 	{ "add", cmd_add, "register a VM (QMP sockets or a libvirt domain)" },
 	{ "remove", cmd_remove, "unregister a VM" },

@@ -77,7 +77,8 @@ static const char *arg_str(JsonObject *a, const char *k)
 
 static gboolean request_of(JsonObject *a, VsChangeReq *r, GError **error)
 {
-	static const char *const ops[] = { "cpus", "mem", "lend", "forget" };
+	static const char *const ops[] = { "cpus", "mem", "lend", "forget",
+					   "tune" };
 	const char *op = arg_str(a, "op");
 	const char *cpus = arg_str(a, "cpus");
 	guint k;
@@ -87,7 +88,8 @@ static gboolean request_of(JsonObject *a, VsChangeReq *r, GError **error)
 		;
 	if (k == G_N_ELEMENTS(ops))
 		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
-				   "op must be cpus, mem, lend or forget"),
+				   "op must be cpus, mem, lend, forget or "
+				   "tune"),
 		       FALSE;
 	r->kind = k;
 	r->vm = arg_str(a, "vm");
@@ -104,6 +106,13 @@ static gboolean request_of(JsonObject *a, VsChangeReq *r, GError **error)
 		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
 				   "bytes must not be negative"),
 		       FALSE;
+	if (json_object_has_member(a, "weight"))
+		r->weight = CLAMP(json_object_get_int_member(a, "weight"), -1,
+				  10001);
+	r->set_nice = json_object_has_member(a, "nice");
+	if (r->set_nice)
+		r->nice =
+			CLAMP(json_object_get_int_member(a, "nice"), -100, 100);
 	if (cpus && *cpus && !vs_cpuset_parse(cpus, &r->cpus, NULL))
 		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
 				   "cpus is not a CPU list"),
@@ -231,8 +240,14 @@ static void open_all(Daemon *d)
 		g_autoptr(GError) e = NULL;
 
 		if (g_hash_table_contains(d->session.vms, names[i]) ||
-		    vs_session_vm(&d->session, names[i], &e))
+		    vs_session_vm(&d->session, names[i], &e)) {
+			if (d->known &&
+			    !g_hash_table_contains(d->known, names[i])) {
+				g_hash_table_add(d->known, g_strdup(names[i]));
+				daemon_policy_event(d, "vm-started", names[i]);
+			}
 			continue;
+		}
 		g_debug("%s: %s", names[i], e->message);
 		if (vs_error_is(e, VS_HOST_ERROR_GONE) &&
 		    vs_ledger_find(d->session.ledger, names[i]))
@@ -289,6 +304,8 @@ static void vm_gone(Daemon *d, const char *name)
 
 	g_clear_pointer(&d->obs, vs_observation_free);
 	g_hash_table_remove(d->session.vms, name);
+	if (!alive && d->known && g_hash_table_remove(d->known, name))
+		daemon_policy_event(d, "vm-stopped", name);
 	if (alive) {
 		g_message("%s: lost the QMP connection, QEMU still runs: "
 			  "reconnecting at the next tick",
@@ -323,9 +340,12 @@ static gboolean job_done(gpointer data)
 		client_done(j->client);
 	if (j->kind == JOB_METRICS)
 		d->tick_queued = FALSE;
+	if (j->kind == JOB_POLICY)
+		d->policy_queued = FALSE;
 	job_free(j);
 	if (--d->pending == 0)
 		daemon_watch_all(d);
+	daemon_policy_arm(d);
 	return G_SOURCE_REMOVE;
 }
 
@@ -349,7 +369,11 @@ static void run_job(gpointer data, gpointer user_data)
 	case JOB_RELOAD:
 		json_node_unref(h_reload(NULL, d, NULL));
 		break;
+	case JOB_POLICY:
+		daemon_policy_run(d);
+		break;
 	}
+	daemon_policy_after_job(d);
 	g_main_context_invoke(NULL, job_done, j);
 }
 
@@ -388,5 +412,6 @@ void daemon_jobs_init(Daemon *d)
 			       NULL);
 	vs_dispatcher_register(d->dispatcher, "vshare-host-reload", h_reload, d,
 			       NULL);
+	daemon_policy_register(d);
 	d->pool = g_thread_pool_new(run_job, d, 1, TRUE, NULL);
 }

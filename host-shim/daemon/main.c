@@ -16,7 +16,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#ifndef VS_POLICY_DIR
+#define VS_POLICY_DIR "/usr/share/vshare/policies"
+#endif
+
 static char *opt_conf, *opt_state, *opt_socket, *opt_metrics, *opt_libvirt;
+static char *opt_policies;
 static int opt_interval = 10;
 static double opt_timeout = 5.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0;
@@ -36,6 +41,10 @@ static GOptionEntry entries[] = {
 	  "follow this libvirtd: every domain with the org.vshare.agent.0 "
 	  "channel is managed under its name (e.g. qemu:///system)",
 	  "URI" },
+	{ "policies", 0, 0, G_OPTION_ARG_FILENAME, &opt_policies,
+	  "shipped Lua policies (default " VS_POLICY_DIR "; CONF/policies "
+	  "overrides a name)",
+	  "DIR" },
 	{ "metrics-interval", 0, 0, G_OPTION_ARG_INT, &opt_interval,
 	  "seconds between observations (default 10)", "S" },
 	{ "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout,
@@ -75,6 +84,7 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 		g_strdup(opt_metrics ? opt_metrics : "/run/vshare/vshare.prom");
 	d->metrics_interval_s = opt_interval;
 	d->libvirt_uri = g_strdup(opt_libvirt);
+	d->policy_dir = g_strdup(opt_policies ? opt_policies : VS_POLICY_DIR);
 	return TRUE;
 }
 
@@ -171,6 +181,7 @@ static int run(Daemon *d)
 		g_printerr("vshared: %s\n", error->message);
 		return 1;
 	}
+	daemon_policy_init(d);
 	d->loop = g_main_loop_new(NULL, FALSE);
 	daemon_libvirt_start(d);
 	g_unix_signal_add(SIGTERM, on_quit, d);
@@ -199,6 +210,7 @@ static void cleanup(Daemon *d)
 	g_clear_pointer(&d->last_status, json_node_unref);
 	g_clear_pointer(&d->stats, g_hash_table_destroy);
 	g_clear_pointer(&d->strikes, g_hash_table_destroy);
+	daemon_policy_free(d);
 	g_clear_pointer(&d->event_nodes, g_ptr_array_unref);
 	g_clear_pointer(&d->dispatcher, vs_dispatcher_free);
 	g_clear_pointer(&d->loop, g_main_loop_unref);

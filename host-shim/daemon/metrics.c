@@ -169,6 +169,8 @@ static void write_metrics(Daemon *d)
 	for (guint i = 0; i < json_array_get_length(vms); i++)
 		vm_lines(s, json_array_get_object_element(vms, i));
 	counters(d, s);
+	if (d->policy)
+		vs_policy_metrics(d->policy, s);
 	/* readable by the collector (node_exporter runs unprivileged) */
 	if (!vs_write_private(d->metrics_path, s->str, &e) ||
 	    chmod(d->metrics_path, 0644) < 0)

@@ -11,10 +11,13 @@
  *   jobs.c     the worker: requests (schema-dispatched), VM gone, metrics
  *   watch.c    one fd watch per QMP VM between jobs: QEMU gone -> job
  *   metrics.c  Prometheus text (textfile-collector convention)
+ *   policy.c   the Lua policy engine: timers, events, acts, commands
+ *   sense.c    the state document policies read
  */
 #pragma once
 
 #include "vshare-host.h"
+#include "vshare-policy.h"
 
 extern const VsCommandSpec vs_host_schema_commands[];
 extern const char vs_host_schema_version[];
@@ -46,6 +49,17 @@ typedef struct {
 	guint libvirt_timer; /* reconnecting */
 	gboolean libvirt_lost;
 	GHashTable *strikes; /* guard.c: VM -> ticks using lent vCPUs */
+	/* policies (policy.c, sense.c); the engine lives on the worker */
+	VsPolicyEngine *policy;
+	char *policy_dir;	  /* shipped policies */
+	gint64 policy_next;	  /* next due, monotonic us (atomic) */
+	guint policy_timer;	  /* loop */
+	gboolean policy_queued;	  /* loop */
+	GPtrArray *policy_events; /* "event\nvm" to run after a run */
+	GHashTable *samples;	  /* sense.c: VM -> last sample */
+	GHashTable *agent_up;	  /* VM -> agent answered last time */
+	GHashTable *known;	  /* VMs seen open: vm-started once */
+	GArray *stat_prev;	  /* /proc/stat at the last sample */
 } Daemon;
 
 /* jobs.c */
@@ -54,6 +68,7 @@ typedef enum {
 	JOB_VM_GONE, /* a watched VM's QEMU went away */
 	JOB_METRICS, /* the periodic tick */
 	JOB_RELOAD,  /* SIGHUP: open every registered VM */
+	JOB_POLICY,  /* a policy timer is due */
 } JobKind;
 
 void daemon_jobs_init(Daemon *d);
@@ -85,6 +100,19 @@ gboolean daemon_discover(Daemon *d, GPtrArray *gone);
 
 /* guard.c (worker): coop VMs that keep using lent vCPUs -> enforce */
 void daemon_guard(Daemon *d, JsonNode *status);
+
+/* policy.c: the engine (worker), its timer (loop) */
+void daemon_policy_init(Daemon *d);
+void daemon_policy_free(Daemon *d);
+void daemon_policy_register(Daemon *d); /* control-socket commands */
+void daemon_policy_run(Daemon *d);	/* worker: due timers, events */
+void daemon_policy_event(Daemon *d, const char *event, const char *vm);
+void daemon_policy_after_job(Daemon *d); /* worker: next due time */
+void daemon_policy_arm(Daemon *d);	 /* loop: timer for it */
+
+/* sense.c (worker) */
+void daemon_sense_init(Daemon *d);
+JsonNode *daemon_sense(Daemon *d, GError **error);
 
 /* metrics.c (worker) */
 void daemon_metrics_tick(Daemon *d);

@@ -96,7 +96,8 @@ class Daemon:
         return [self.bin, "--conf-dir", self.ctl.conf, "--state-dir",
                 self.ctl.state, "--socket", self.ctl.socket,
                 "--metrics-file", self.metrics, "--metrics-interval",
-                str(self.interval), *self.extra]
+                str(self.interval), "--policies",
+                os.path.join(REPO, "host-shim", "policies"), *self.extra]
 
     def start(self, env=None, timeout=30):
         if os.path.exists(self.ctl.socket):
