@@ -169,8 +169,10 @@ run-bench-kernel: build/rel/vshare-agent
 demo-agent: build/rel/vshare-agent
 	tests/vm/vm demo
 
-run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
+run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared \
+           build/rel/bench-policy
 	tests/bench/bench-hostile.py
+	tests/bench/bench-policy.py
 	tests/bench/bench-libvirt.py
 	tests/bench/bench.py
 	tests/bench/bench-systemd.py

@@ -70,7 +70,7 @@ void daemon_guard(Daemon *d, JsonNode *status)
 		VsLedgerVm *lv = vs_ledger_find(d->session.ledger, name);
 		guint n;
 
-		if (!lv || lv->mode != VS_MODE_COOP ||
+		if (!lv || lv->unmanaged || lv->mode != VS_MODE_COOP ||
 		    !json_object_get_boolean_member(vm, "reachable") ||
 		    !uses_lent(vm, name)) {
 			g_hash_table_remove(d->strikes, name);

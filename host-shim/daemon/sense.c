@@ -139,7 +139,8 @@ static double delta_frac(gint64 a, gint64 b, double secs)
 typedef struct {
 	Daemon *d;
 	VsVm *vm;
-	VsLedgerVm *lv;
+	VsLedgerVm *lv;	   /* managed */
+	VsLedgerVm *tuned; /* any entry: weight, nice */
 	const Sample *prev, *now;
 	VsCpuSet throttled;
 } VmView;
@@ -238,8 +239,9 @@ static void vm_doc(VmView *v, JsonBuilder *b)
 	json_builder_set_member_name(b, "mode");
 	json_builder_add_string_value(b, v->lv ? vs_mode_name(v->lv->mode)
 					       : "unmanaged");
-	put_int(b, "weight", v->lv && v->lv->weight ? v->lv->weight : 100);
-	put_int(b, "nice", v->lv ? v->lv->nice : 0);
+	put_int(b, "weight",
+		v->tuned && v->tuned->weight ? v->tuned->weight : 100);
+	put_int(b, "nice", v->tuned ? v->tuned->nice : 0);
 	json_builder_set_member_name(b, "agent");
 	json_builder_add_boolean_value(b, v->now->agent);
 	json_builder_set_member_name(b, "pcpus");
@@ -383,6 +385,9 @@ JsonNode *daemon_sense(Daemon *d, GError **error)
 		if (!v.vm)
 			continue;
 		v.lv = vs_ledger_find(d->session.ledger, names[i]);
+		v.tuned = v.lv;
+		if (v.lv && v.lv->unmanaged)
+			v.lv = NULL; /* only tuned: owns nothing */
 		ask = !v.lv || vs_cpuset_count(&v.lv->pcpus);
 		s = take(v.vm, ask);
 		v.prev = g_hash_table_lookup(d->samples, names[i]);

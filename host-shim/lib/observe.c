@@ -309,6 +309,9 @@ static void emit_vm(VsSession *s, Row *r, double secs, JsonBuilder *b)
 {
 	VsLedgerVm *lv = vs_ledger_find(s->ledger, r->name);
 	VsCpuSet alloc, throttled;
+
+	if (lv && lv->unmanaged) /* tuned only */
+		lv = NULL;
 	gboolean have = r->gcpus && vs_cpuset_parse(r->gcpus, &alloc, NULL);
 
 	json_builder_begin_object(b);

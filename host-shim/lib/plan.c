@@ -60,7 +60,7 @@ static VsLedgerVm *manage(VsPlan *p, const VsHost *host, const char *name,
 	VsLedgerVm *v = vs_ledger_find(p->after, name);
 	VsLedgerVm *was;
 
-	if (v)
+	if (v && !v->unmanaged)
 		return v;
 	if (!import) {
 		vs_fail(error, VS_HOST_ERROR_REFUSED,
@@ -69,7 +69,11 @@ static VsLedgerVm *manage(VsPlan *p, const VsHost *host, const char *name,
 	}
 	if (!import(name, mem, data, error))
 		return NULL;
-	v = vs_ledger_add_vm(p->after, name);
+	if (!v) /* a tuned-only entry keeps its weight and nice */
+		v = vs_ledger_add_vm(p->after, name);
+	v->unmanaged = FALSE;
+	v->mode = VS_MODE_COOP;
+	vs_cpuset_clear(&v->pcpus);
 	memcpy(v->mem, mem, sizeof(mem));
 	was = vs_ledger_add_vm(p->imported, name);
 	was->unmanaged = TRUE;
@@ -135,7 +139,7 @@ static gboolean plan_mem(VsPlan *p, const VsHost *host, const VsChangeReq *r,
 	    !vs_cpuset_has(&host->nodes, r->node))
 		return vs_fail(error, VS_HOST_ERROR_USAGE,
 			       "the host has no node %d", r->node);
-	if (!v)
+	if (!v || v->unmanaged)
 		return vs_fail(error, VS_HOST_ERROR_REFUSED,
 			       "VM %s is not managed yet: give it pCPUs first "
 			       "(`vsharectl cpus %s --set LIST`)",
@@ -150,7 +154,8 @@ static gboolean lend_check(const VsPlan *p, const VsHost *host,
 			   const VsChangeReq *r, GError **error)
 {
 	VsLedgerVm *a = vs_ledger_find(p->after, r->from);
-	g_autofree char *own = a ? vs_cpuset_format(&a->pcpus) : NULL;
+	g_autofree char *own =
+		a && !a->unmanaged ? vs_cpuset_format(&a->pcpus) : NULL;
 	g_autofree char *want = vs_cpuset_format(&r->cpus);
 
 	if (!strcmp(r->from, r->to))
@@ -161,7 +166,7 @@ static gboolean lend_check(const VsPlan *p, const VsHost *host,
 			       "lend: no pCPU to move");
 	if (!check_pcpus(host, &r->cpus, error))
 		return FALSE;
-	if (!a || !vs_cpuset_is_subset(&r->cpus, &a->pcpus))
+	if (!a || a->unmanaged || !vs_cpuset_is_subset(&r->cpus, &a->pcpus))
 		return vs_fail(error, VS_HOST_ERROR_REFUSED,
 			       "VM %s does not own pCPUs %s (it owns %s)",
 			       r->from, want, own && *own ? own : "none");
@@ -213,9 +218,15 @@ static gboolean plan_lend(VsPlan *p, const VsHost *host, const VsChangeReq *r,
 	return TRUE;
 }
 
-static gboolean plan_tune(VsPlan *p, const VsChangeReq *r, GError **error)
+/* Weight and nice. A VM the ledger does not manage may be tuned too (VMs
+ * sharing pCPUs under CFS, paper 003's setting): it gets an entry marked
+ * unmanaged that owns nothing (undo: every pCPU, as for any unmanaged VM)
+ * and holds only the knobs. */
+static gboolean plan_tune(VsPlan *p, const VsHost *host, const VsChangeReq *r,
+			  VsImportFunc import, gpointer data, GError **error)
 {
 	VsLedgerVm *v = vs_ledger_find(p->after, r->vm);
+	guint64 mem[VS_MAX_NODES];
 
 	if (r->weight < 0 || r->weight > 10000)
 		return vs_fail(error, VS_HOST_ERROR_USAGE,
@@ -226,11 +237,16 @@ static gboolean plan_tune(VsPlan *p, const VsChangeReq *r, GError **error)
 	if (!r->weight && !r->set_nice)
 		return vs_fail(error, VS_HOST_ERROR_USAGE,
 			       "tune: give a weight or a nice value");
-	if (!v)
+	if (!v && !import)
 		return vs_fail(error, VS_HOST_ERROR_REFUSED,
-			       "VM %s is not managed yet: give it pCPUs first "
-			       "(`vsharectl cpus %s --set LIST`)",
-			       r->vm, r->vm);
+			       "VM %s is not known to the ledger", r->vm);
+	if (!v && !import(r->vm, mem, data, error)) /* it must exist */
+		return FALSE;
+	if (!v) {
+		v = vs_ledger_add_vm(p->after, r->vm);
+		v->unmanaged = TRUE;
+		v->pcpus = host->all;
+	}
 	if (r->weight)
 		v->weight = r->weight;
 	if (r->set_nice)
@@ -289,7 +305,7 @@ VsPlan *vs_plan_make(const VsLedger *now, const VsHost *host,
 		ok = plan_forget(p, r, error);
 		break;
 	case VS_REQ_TUNE:
-		ok = plan_tune(p, r, error);
+		ok = plan_tune(p, host, r, import, import_data, error);
 		break;
 	}
 	if (!ok)

@@ -335,11 +335,12 @@ static VsLedger *before_of(VsSession *s, VsPlan *p)
 	 * they were (every pCPU, their memory). */
 	for (guint i = 0; i < p->imported->vms->len; i++) {
 		VsLedgerVm *v = g_ptr_array_index(p->imported->vms, i);
-		VsLedgerVm *n;
+		VsLedgerVm *n = vs_ledger_find(before, v->name);
 
-		if (vs_ledger_find(before, v->name))
+		if (n && !n->unmanaged)
 			continue;
-		n = vs_ledger_add_vm(before, v->name);
+		if (!n) /* a tuned-only entry is kept, with its memory now */
+			n = vs_ledger_add_vm(before, v->name);
 		n->unmanaged = TRUE;
 		n->pcpus = v->pcpus;
 		memcpy(n->mem, v->mem, sizeof(n->mem));

@@ -8,8 +8,8 @@
 -- Each sample (every `interval` seconds):
 --   1. reclaim: a lent pCPU whose owner's own vCPUs are busy (mean guest
 --      busy >= reclaim), or whose parked owner's throttled vCPU threads
---      want to run, goes back at once (no cooldown: the owner comes
---      first);
+--      want to run (`throttled` of the time, `starved_samples` samples in
+--      a row), goes back at once (no cooldown: the owner comes first);
 --   2. a vCPU counts as idle when the guest reports idle >= `idle` (the
 --      host's view of its thread when the agent does not answer);
 --   3. lend: the VM with the highest demand (mean guest busy over its own
@@ -28,12 +28,14 @@ local cfg = vshare.config {
   busy = 0.80,
   reclaim = 0.50,
   throttled = 0.50,
+  starved_samples = 2,
   floor = 1,
   cooldown = 1.0,
   mode = "auto",
 }
 
 local idle_run = {}   -- "vm/pcpu" -> idle samples in a row
+local starve_run = {} -- vm -> samples in a row with throttled demand
 local loans = {}      -- { home =, to =, cpu = }
 local first = {}      -- vm -> pCPUs it owned when first seen
 local last_lend = -math.huge
@@ -61,13 +63,19 @@ local function load(vm)
 end
 
 -- throttled vCPU threads that want to run: demand the guest cannot show
-local function starved(vm)
+-- (a VM just parked finishes what it was doing for a moment: only
+-- `starved_samples` samples in a row count)
+local function throttled_now(vm)
   for _, c in ipairs(vm.vcpus or {}) do
     if c.throttled and (c.throttled_ratio or 0) >= cfg.throttled then
       return true
     end
   end
   return false
+end
+
+local function starved(vm)
+  return (starve_run[vm.name] or 0) >= cfg.starved_samples
 end
 
 local function demand(vm)
@@ -116,6 +124,8 @@ end
 
 local function count_idle(vms)
   for _, vm in ipairs(vms) do
+    starve_run[vm.name] = throttled_now(vm)
+                          and (starve_run[vm.name] or 0) + 1 or 0
     for _, c in ipairs(own(vm)) do
       local key = vm.name .. "/" .. c.pcpu
       local idle = c.idle or (c.usage and 1 - c.usage)
@@ -190,4 +200,5 @@ vshare.on("vm-stopped", function(name)
     end
   end
   first[name] = nil
+  starve_run[name] = nil
 end)

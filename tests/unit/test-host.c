@@ -609,7 +609,7 @@ static void test_plan_tune(void)
 	load_host(&h, host_conf);
 	l = ledger_ab(&h);
 	r = (VsChangeReq){ .kind = VS_REQ_TUNE, .vm = "zz", .weight = 50 };
-	refused(l, &h, &r, VS_HOST_ERROR_REFUSED, "not managed");
+	refused(l, &h, &r, VS_HOST_ERROR_USAGE, "unknown VM 'zz'");
 	r = (VsChangeReq){ .kind = VS_REQ_TUNE, .vm = "a", .weight = 10001 };
 	refused(l, &h, &r, VS_HOST_ERROR_USAGE, "weight must be");
 	r = (VsChangeReq){
@@ -637,6 +637,26 @@ static void test_plan_tune(void)
 	g_assert_no_error(e);
 	g_assert_cmpint(vs_ledger_find(back, "a")->nice, ==, -7);
 	g_assert_cmpint(vs_ledger_find(back, "a")->weight, ==, 250);
+
+	/* an unmanaged VM may be tuned: an entry that owns nothing */
+	g_clear_pointer(&p, vs_plan_free);
+	r = (VsChangeReq){
+		.kind = VS_REQ_TUNE, .vm = "c", .nice = 5, .set_nice = TRUE
+	};
+	p = vs_plan_make(l, &h, &r, import_ok, NULL, &e);
+	g_assert_no_error(e);
+	g_assert_true(vs_ledger_find(p->after, "c")->unmanaged);
+	g_assert_cmpstr(vs_ledger_owner(p->after, 0), ==, "a");
+	g_assert_cmpstr(vs_ledger_owner(p->after, 1), ==, "b");
+	/* it cannot lend, nor hold memory until it owns pCPUs */
+	{
+		g_autoptr(VsLedger) l2 = vs_ledger_copy(p->after);
+		VsChangeReq m = { .kind = VS_REQ_MEM, .vm = "c", .node = 0 };
+
+		refused(l2, &h, &m, VS_HOST_ERROR_REFUSED, "not managed");
+		m = lend_req("c", "a", 0);
+		refused(l2, &h, &m, VS_HOST_ERROR_REFUSED, "does not own");
+	}
 	vs_host_clear(&h);
 }
 
