@@ -14,7 +14,7 @@ LIBVIRT_LIBS   := $(shell pkg-config --libs libvirt 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim/lib \
-            -Ihost-shim/cli
+            -Ihost-shim/cli -Ihost-shim/plesim
 BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) $(LIBVIRT_CFLAGS)
 REL      := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 REL_LD   := -Wl,-z,relro -Wl,-z,now
@@ -27,8 +27,10 @@ AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
              agent/cgroup-fs.c agent/cgroup-systemd.c agent/sysinfo.c agent/alloc.c
 HOSTLIB_SRC := $(wildcard host-shim/lib/*.c)
 CLI_SRC   := $(wildcard host-shim/cli/*.c)
+# libplesim (the PLE model, docs/ple.md); vshare-plesim.c is its CLI
+PLESIM_SRC := $(filter-out %/vshare-plesim.c,$(wildcard host-shim/plesim/*.c))
 DAEMON_SRC := $(wildcard host-shim/daemon/*.c) build/gen/vs-host-schema.c
-SHIM_SRC  := $(CLI_SRC) $(HOSTLIB_SRC)
+SHIM_SRC  := $(CLI_SRC) $(HOSTLIB_SRC) $(PLESIM_SRC)
 HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 
 .PHONY: all help check demo demo-agent bench bench-kernel kernel deb install fuzz format format-check docs clean setup \
@@ -37,7 +39,8 @@ HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
      build/san/test-host build/rel/vshared build/san/vshared \
      build/san/test-libvirt-xml build/san/drvtest \
-     build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl
+     build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl \
+     build/rel/vshare-plesim build/san/vshare-plesim build/san/test-plesim
 
 help:
 	@echo "make setup   install the Debian packages (root)"
@@ -82,10 +85,19 @@ build/san/vshare-agent: $(AGENT_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/rel/vsharectl: $(SHIM_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
-	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) -lm
 
 build/san/vsharectl: $(SHIM_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
-	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) -lm
+
+build/rel/vshare-plesim: $(PLESIM_SRC:%.c=build/rel/%.o) build/rel/host-shim/plesim/vshare-plesim.o
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) -lm
+
+build/san/vshare-plesim: $(PLESIM_SRC:%.c=build/san/%.o) build/san/host-shim/plesim/vshare-plesim.o
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
+
+build/san/test-plesim: build/san/tests/unit/test-plesim.o $(PLESIM_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
 
 build/san/test-protocol: build/san/tests/unit/test-protocol.o $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
@@ -120,6 +132,7 @@ build/fuzz/fuzz-host: tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS)
 # ---- tests -----------------------------------------------------------------
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
+         build/san/test-plesim tests/unit/plesim.t \
          tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/hostile/hostile.t tests/hostile/daemon.t tests/bench/smoke.t \
@@ -151,12 +164,13 @@ run-bench-kernel: build/rel/vshare-agent
 demo-agent: build/rel/vshare-agent
 	tests/vm/vm demo
 
-run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
+run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared build/rel/vshare-plesim
 	tests/bench/bench-hostile.py
 	tests/bench/bench-libvirt.py
 	tests/bench/bench.py
 	tests/bench/bench-systemd.py
 	tests/bench/bench-shim.py
+	tests/bench/bench-plesim.py
 
 # ---- packaging ------------------------------------------------------------
 # make deb: build/deb/vshare-agent_<version>_amd64.deb (the guest) and
