@@ -86,7 +86,7 @@ void ps_params_default(PsParams *p)
 	p->policy = PS_POL_STOCK;
 	p->ghz = 2.67; /* paper 000's Xeon */
 	p->compute = 120000 * 267 / 100;
-	p->hold = 550;	   /* 200 + exp(350): 99.5 % < 2048 cycles */
+	p->hold = 550; /* 200 + exp(350): 99.5 % < 2048 cycles */
 	p->hold_min = 200;
 	p->spin_iter = 40; /* > 32: ple_gap=32 never fires */
 	p->spin_threshold = 1 << 15;
@@ -151,7 +151,8 @@ static bool set_enum(PsParams *p, const Param *d, const char *v, char *err,
 {
 	if (d->kind == K_POL && ps_policy_parse(v, &p->policy))
 		return true;
-	if (d->kind == K_LOCK && (!strcmp(v, "ticket") || !strcmp(v, "qspin"))) {
+	if (d->kind == K_LOCK &&
+	    (!strcmp(v, "ticket") || !strcmp(v, "qspin"))) {
 		p->lock = !strcmp(v, "ticket") ? PS_LOCK_TICKET : PS_LOCK_QSPIN;
 		return true;
 	}
@@ -183,8 +184,8 @@ static bool set_value(PsParams *p, const Param *d, const char *v, char *err,
 	return true;
 }
 
-bool ps_params_set(PsParams *p, const char *key, const char *value,
-		   char *err, size_t errlen)
+bool ps_params_set(PsParams *p, const char *key, const char *value, char *err,
+		   size_t errlen)
 {
 	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++)
 		if (!strcmp(key, params[i].name))
@@ -254,9 +255,8 @@ size_t ps_params_help(char *buf, size_t len)
 	size_t n = 0;
 
 	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
-		int w = snprintf(buf + n, len > n ? len - n : 0,
-				 "  %-18s %s\n", params[i].name,
-				 params[i].help);
+		int w = snprintf(buf + n, len > n ? len - n : 0, "  %-18s %s\n",
+				 params[i].name, params[i].help);
 		n += w > 0 ? (size_t)w : 0;
 	}
 	return n;

@@ -13,10 +13,10 @@ enum { G_COMPUTE, G_CS, G_SPIN, G_HALT, G_DONE };
 enum { H_RUN, H_QUEUED, H_BLOCKED };
 
 typedef struct {
-	int vm, idx; /* VM and vCPU index in it */
-	int rq;	     /* run queue it is on (or was last on) */
-	int host;    /* H_* */
-	int g;	     /* G_* */
+	int vm, idx;	   /* VM and vCPU index in it */
+	int rq;		   /* run queue it is on (or was last on) */
+	int host;	   /* H_* */
+	int g;		   /* G_* */
 	uint64_t left;	   /* cycles left of compute or critical section */
 	int lock;	   /* held (G_CS) or wanted (G_SPIN, G_HALT) */
 	uint32_t ticket;   /* ticket lock: our ticket */
@@ -83,6 +83,8 @@ void ps_rq_step(PsSim *s, int q);
 /* Arrive at / release lock @l from vCPU @v. */
 void ps_lock_acquire(PsSim *s, int v, int l);
 void ps_lock_release(PsSim *s, int v);
+/* qspinlock: waiter @v halts (pv_wait) until kicked. */
+void ps_halt(PsSim *s, int v);
 /* Can spinning vCPU @v take its lock now? */
 bool ps_lock_may_take(const PsSim *s, int v);
 /* When does running spinner @v exit on PAUSE (PS_NEVER: never)? */

@@ -81,8 +81,8 @@ void ps_params_default(PsParams *p);
 /* Set one parameter by name ("pcpus", "ple-window", "lock", "policy",
  * "compute-us", ...). FALSE with a message in @err on a bad name or
  * value. */
-bool ps_params_set(PsParams *p, const char *key, const char *value,
-		   char *err, size_t errlen);
+bool ps_params_set(PsParams *p, const char *key, const char *value, char *err,
+		   size_t errlen);
 /* "key = value" lines, '#' comments. */
 bool ps_params_parse_text(PsParams *p, const char *text, char *err,
 			  size_t errlen);
@@ -105,10 +105,10 @@ typedef struct {
 	double runtime_ms_median, runtime_ms_p99, runtime_ms_mean;
 	double runtime_ms_min, runtime_ms_max;
 	double exits_mean, exits_median, exits_p99, exits_max;
-	double corr;	     /* Pearson r of runtime and PLE exits */
-	double slow_frac;    /* runs slower than the threshold */
-	double slow_ms;	     /* the threshold used */
-	double exits_slow;   /* mean exits of the slow runs */
+	double corr;	   /* Pearson r of runtime and PLE exits */
+	double slow_frac;  /* runs slower than the threshold */
+	double slow_ms;	   /* the threshold used */
+	double exits_slow; /* mean exits of the slow runs */
 	double lhp_mean, lwp_mean, spin_frac, yields_mean, halts_mean;
 	uint32_t timed_out;
 } PsSummary;

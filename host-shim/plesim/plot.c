@@ -21,7 +21,8 @@ typedef struct {
 } Img;
 
 /* 3x5 glyphs, rows top to bottom, bit 4 = left column */
-static const char font_chars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-.(),=/:%";
+static const char font_chars[] =
+	"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-.(),=/:%";
 static const uint8_t font[][5] = {
 	{ 7, 5, 5, 5, 7 }, { 2, 6, 2, 2, 7 }, { 7, 1, 7, 4, 7 },
 	{ 7, 1, 3, 1, 7 }, { 5, 5, 7, 1, 1 }, { 7, 4, 7, 1, 7 },
@@ -137,7 +138,8 @@ static void scatter(Img *im, const PsParams *p, const PsSeries *s, int c,
 		    const Range *r)
 {
 	for (uint32_t i = 0; i < s->n; i++) {
-		double x = (double)s->r[i].ple_exits, y = ps_ms(p, s->r[i].runtime);
+		double x = (double)s->r[i].ple_exits,
+		       y = ps_ms(p, s->r[i].runtime);
 		int px = L + (int)((x - r->x0) / (r->x1 - r->x0) * (W - L - R));
 		int py = H - B -
 			 (int)((y - r->y0) / (r->y1 - r->y0) * (H - T - B));
@@ -219,9 +221,8 @@ static GBytes *deflate(const uint8_t *raw, gsize n, GError **error)
 
 	do {
 		res = g_converter_convert(z, raw + off, n - off, buf,
-					  sizeof(buf),
-					  G_CONVERTER_INPUT_AT_END, &rd, &wr,
-					  error);
+					  sizeof(buf), G_CONVERTER_INPUT_AT_END,
+					  &rd, &wr, error);
 		if (res == G_CONVERTER_ERROR) {
 			g_byte_array_unref(out);
 			return NULL;
@@ -235,8 +236,8 @@ static GBytes *deflate(const uint8_t *raw, gsize n, GError **error)
 static GBytes *encode(const Img *im, GError **error)
 {
 	static const uint8_t sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
-	uint8_t ihdr[13] = { 0, 0, W >> 8, W & 255, 0, 0, H >> 8, H & 255,
-			     8, 3, 0, 0, 0 };
+	uint8_t ihdr[13] = { 0,	      0, W >> 8, W & 255, 0, 0, H >> 8,
+			     H & 255, 8, 3,	 0,	  0, 0 };
 	g_autofree uint8_t *raw = g_malloc((gsize)H * (W + 1));
 	uint8_t pal[3 * (C_SERIES + 8)];
 	g_autoptr(GBytes) z = NULL;

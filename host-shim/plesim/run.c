@@ -72,8 +72,11 @@ PsSim *ps_sim_new(const PsParams *p, uint64_t seed)
 		return NULL;
 	}
 	for (int q = 0; q < s->np; q++) {
-		s->rq[q] = (PsRq){ .curr = -1, .mem = s->rq[q].mem,
-				   .next = -1, .skip = -1, .resched = true,
+		s->rq[q] = (PsRq){ .curr = -1,
+				   .mem = s->rq[q].mem,
+				   .next = -1,
+				   .skip = -1,
+				   .resched = true,
 				   .resched_at = PS_NEVER };
 		s->rq[q].tick = p->tick * (uint64_t)(q + 1) / (uint64_t)s->np;
 	}

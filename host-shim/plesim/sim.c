@@ -81,7 +81,7 @@ bool ps_lock_may_take(const PsSim *s, int v)
 	const PsVcpu *x = &s->v[v];
 	const PsLock *l;
 
-	if (x->g != G_SPIN || x->host != H_RUN)
+	if (x->g != G_SPIN || x->host != H_RUN || x->lock < 0)
 		return false;
 	l = &s->lk[x->lock];
 	if (l->owner >= 0)
@@ -99,8 +99,8 @@ static void take(PsSim *s, int v)
 
 	l->owner = v;
 	x->g = G_CS;
-	x->left = s->p.hold_min +
-		  ps_rng_exp(&s->rng, s->p.hold - s->p.hold_min);
+	x->left =
+		s->p.hold_min + ps_rng_exp(&s->rng, s->p.hold - s->p.hold_min);
 	if (waited > s->r.max_wait)
 		s->r.max_wait = waited;
 	for (int i = 0; i < l->qlen; i++)
@@ -174,8 +174,7 @@ void ps_lock_release(PsSim *s, int v)
 	l->head++;
 	lwp_check(s, l);
 	x->lock = -1;
-	if (s->p.lock == PS_LOCK_QSPIN && l->qlen &&
-	    s->v[l->q[0]].g == G_HALT)
+	if (s->p.lock == PS_LOCK_QSPIN && l->qlen && s->v[l->q[0]].g == G_HALT)
 		kick(s, v, l->q[0]);
 	if (--x->iters == 0) {
 		x->g = G_DONE;
@@ -187,7 +186,7 @@ void ps_lock_release(PsSim *s, int v)
 	x->left = ps_rng_exp(&s->rng, s->p.compute);
 }
 
-static void halt(PsSim *s, int v)
+void ps_halt(PsSim *s, int v)
 {
 	PsVcpu *x = &s->v[v];
 	PsLock *l = &s->lk[x->lock];
@@ -352,7 +351,7 @@ static void spin_step(PsSim *s, int v)
 		return;
 	}
 	if (s->p.lock == PS_LOCK_QSPIN && x->spun >= thr)
-		halt(s, v);
+		ps_halt(s, v);
 	else if (ps_ple_at(s, v) <= s->now)
 		pause_exit(s, v);
 }

@@ -53,8 +53,7 @@ static double pearson(const double *x, const double *y, uint32_t n)
 	return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : 0;
 }
 
-static void sums(const PsParams *p, const PsResult *r, uint32_t n,
-		 PsSummary *s)
+static void sums(const PsParams *p, const PsResult *r, uint32_t n, PsSummary *s)
 {
 	double cpu = 0;
 

@@ -35,7 +35,8 @@ static void help(void)
 
 	ps_params_help(buf, sizeof(buf));
 	printf("usage: vshare-plesim [--config FILE] [--runs N] [--compare] "
-	       "[--policies P,P] [--json] [--per-run] [--png FILE] [KEY=VALUE...]\n\n"
+	       "[--policies P,P] [--json] [--per-run] [--png FILE] "
+	       "[KEY=VALUE...]\n\n"
 	       "A model of lock-holder / lock-waiter preemption under "
 	       "pause-loop exiting\n(docs/ple.md). --compare runs every "
 	       "policy on the same seeds.\n\nKEYs (also --KEY VALUE, and "
@@ -211,8 +212,7 @@ static void json_head(const Opts *o)
 	       (unsigned long long)o->p.seed);
 }
 
-static const uint32_t colours[] = { 0x808080, 0xd62728, 0x1f77b4,
-				    0x2ca02c };
+static const uint32_t colours[] = { 0x808080, 0xd62728, 0x1f77b4, 0x2ca02c };
 
 static int run_all(Opts *o, PsResult **res, PsPolicy *pols, int np)
 {
@@ -245,8 +245,7 @@ static int plot(const Opts *o, PsResult **res, const PsPolicy *pols, int np)
 	char err[256];
 
 	for (int k = 0; k < np; k++)
-		ser[k] = (PsSeries){ res[k], o->runs,
-				     colours[pols[k]],
+		ser[k] = (PsSeries){ res[k], o->runs, colours[pols[k]],
 				     ps_policy_name(pols[k]) };
 	if (ps_plot_png(o->png, &o->p, ser, (uint32_t)np, err, sizeof(err)))
 		return 0;
