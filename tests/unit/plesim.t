@@ -50,4 +50,18 @@ if "$bin" --runs 5 --png "$tmp/p.png" pcpus=2 vcpus=4 iters=10 >/dev/null &&
 then echo "ok $n - --png writes a PNG"
 else echo "not ok $n - --png"; fi
 check "unwritable PNG" 1 "$tmp/no/p.png" --png "$tmp/no/p.png" iters=5 vcpus=4
+
+# vsharectl ple simulate / advise (root, as the rest of vsharectl)
+ctl() { build/san/vsharectl ple "$@" --state-dir "$tmp" --conf-dir "$tmp"; }
+bin=ctl
+check "vsharectl ple simulate: zero pCPUs" 2 "pcpus: '0'" simulate pcpus=0
+check "vsharectl ple simulate: not KEY=VALUE" 2 "expected KEY=VALUE" \
+	simulate pcpus
+check "vsharectl ple advise: empty ledger" 2 "give --vms and --vcpus" advise
+n=$((n + 1))
+if ctl simulate --runs 3 pcpus=2 vcpus=4 iters=10 | grep -q "^model-based" &&
+	ctl advise --vms 2 --vcpus 4 --pcpus 2 --runs 2 |
+	grep -q "^recommended (model-based): ple_gap="
+then echo "ok $n - vsharectl ple simulate / advise answer, labelled model-based"
+else echo "not ok $n - vsharectl ple simulate / advise"; fi
 echo "1..$n"
