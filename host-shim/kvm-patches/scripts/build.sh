@@ -107,11 +107,11 @@ build() {
 }
 
 check() {	# cached by the hash of the whole series, messages included
-	local tmp p stamp
+	local p stamp
 	stamp=$cache/kvm/checked-$( { echo "$key"; cat "${series[@]}"; } |
 		sha256sum | cut -c1-12)
 	if [ ! -f "$stamp" ]; then
-		tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+		tmp=$(mktemp -d); trap 'rm -rf "${tmp:-}"' EXIT
 		unpack "$tmp"
 		for p in "${series[@]}"; do
 			(cd "$tmp" &&
