@@ -17,7 +17,7 @@ LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim/lib \
-            -Ihost-shim/cli -Ihost-shim/policy
+            -Ihost-shim/cli -Ihost-shim/policy -Ihost-shim/plesim
 BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) $(LIBVIRT_CFLAGS) \
             $(LUA_CFLAGS)
 REL      := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
@@ -32,9 +32,11 @@ AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
 HOSTLIB_SRC := $(wildcard host-shim/lib/*.c)
 CLI_SRC   := $(wildcard host-shim/cli/*.c)
 POLICY_SRC := $(wildcard host-shim/policy/*.c) build/gen/policy-prelude.c
+# libplesim (the PLE model, docs/ple.md); vshare-plesim.c is its CLI
+PLESIM_SRC := $(filter-out %/vshare-plesim.c,$(wildcard host-shim/plesim/*.c))
 DAEMON_SRC := $(wildcard host-shim/daemon/*.c) build/gen/vs-host-schema.c \
               $(POLICY_SRC)
-SHIM_SRC  := $(CLI_SRC) $(HOSTLIB_SRC)
+SHIM_SRC  := $(CLI_SRC) $(HOSTLIB_SRC) $(PLESIM_SRC)
 HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 
 .PHONY: all help check demo demo-agent bench bench-kernel kernel deb install fuzz format format-check docs clean setup \
@@ -44,7 +46,8 @@ all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
      build/san/test-host build/rel/vshared build/san/vshared \
      build/san/test-libvirt-xml build/san/drvtest build/san/test-policy \
      build/rel/bench-policy \
-     build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl
+     build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl \
+     build/rel/vshare-plesim build/san/vshare-plesim build/san/test-plesim
 
 help:
 	@echo "make setup   install the Debian packages (root)"
@@ -93,10 +96,19 @@ build/san/vshare-agent: $(AGENT_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/rel/vsharectl: $(SHIM_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
-	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) -lm
 
 build/san/vsharectl: $(SHIM_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
-	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) -lm
+
+build/rel/vshare-plesim: $(PLESIM_SRC:%.c=build/rel/%.o) build/rel/host-shim/plesim/vshare-plesim.o
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) -lm
+
+build/san/vshare-plesim: $(PLESIM_SRC:%.c=build/san/%.o) build/san/host-shim/plesim/vshare-plesim.o
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
+
+build/san/test-plesim: build/san/tests/unit/test-plesim.o $(PLESIM_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
 
 build/san/test-protocol: build/san/tests/unit/test-protocol.o $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
@@ -138,13 +150,14 @@ build/fuzz/fuzz-host: tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS)
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          build/san/test-policy \
+         build/san/test-plesim tests/unit/plesim.t \
          tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/hostile/hostile.t tests/hostile/daemon.t tests/bench/smoke.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
          tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
          tests/libvirt/libvirt.t tests/policy/policy.t \
-         tests/kernel/kernel.t
+         tests/kernel/kernel.t tests/kernel/kvm-patch.t
 
 # demo, check and bench first install what is missing (as root), then run
 # in a sub-make that sees the installed pkg-config files.
@@ -170,13 +183,14 @@ demo-agent: build/rel/vshare-agent
 	tests/vm/vm demo
 
 run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared \
-           build/rel/bench-policy
+           build/rel/bench-policy build/rel/vshare-plesim
 	tests/bench/bench-hostile.py
 	tests/bench/bench-policy.py
 	tests/bench/bench-libvirt.py
 	tests/bench/bench.py
 	tests/bench/bench-systemd.py
 	tests/bench/bench-shim.py
+	tests/bench/bench-plesim.py
 
 # ---- packaging ------------------------------------------------------------
 # make deb: build/deb/vshare-agent_<version>_amd64.deb (the guest) and

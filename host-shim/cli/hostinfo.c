@@ -6,6 +6,7 @@
  * tests, which cannot have VMX/SVM hardware here).
  */
 #include "cli.h"
+#include "ple-model.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -421,6 +422,19 @@ out:
 	return rc;
 }
 
+/* "ple [opts] simulate [more]" -> "simulate [opts] [more]" */
+static int ple_model(Cli *o, int argc, char **argv, int at)
+{
+	g_autofree char **v = g_new0(char *, argc + 1);
+	int n = 0;
+
+	v[n++] = argv[at];
+	for (int i = 1; i < argc; i++)
+		if (i != at)
+			v[n++] = argv[i];
+	return cmd_ple_model(o, n, v);
+}
+
 int cmd_ple(Cli *o, int argc, char **argv)
 {
 	gint64 gap = -1, window = -1;
@@ -448,9 +462,16 @@ int cmd_ple(Cli *o, int argc, char **argv)
 	const Vendor *v;
 	int rc;
 
-	if (!cli_parse(o, &argc, &argv, "show | set | watch",
-		       "Pause-loop exiting of kvm_intel / kvm_amd.", e,
-		       &error) ||
+	for (int i = 1; i < argc; i++) /* the model has its own options */
+		if (argv[i][0] != '-') {
+			if (!strcmp(argv[i], "simulate") ||
+			    !strcmp(argv[i], "advise"))
+				return ple_model(o, argc, argv, i);
+			break;
+		}
+	if (!cli_parse(
+		    o, &argc, &argv, "show | set | watch | simulate | advise",
+		    "Pause-loop exiting of kvm_intel / kvm_amd.", e, &error) ||
 	    (argc != 2 &&
 	     !(error = g_error_new(VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
 				   "ple: show, set or watch"))))

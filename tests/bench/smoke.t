@@ -4,7 +4,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 n=0
 for b in tests/bench/bench-hostile.py tests/bench/bench-libvirt.py \
-	tests/bench/bench-policy.py; do
+	tests/bench/bench-policy.py tests/bench/bench-plesim.py; do
 	n=$((n + 1))
 	out=$(python3 "$b" --smoke 2>&1)
 	if [ $? -eq 0 ] && echo "$out" | grep -q '^BENCH '; then
