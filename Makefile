@@ -209,6 +209,8 @@ install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
 	install -D -m 0755 build/rel/vsharectl $(DESTDIR)$(PREFIX)/sbin/vsharectl
 	install -D -m 0755 build/rel/vshared $(DESTDIR)$(PREFIX)/sbin/vshared
 	install -D -m 0644 host-shim/daemon/vshared.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshared.8
+	for f in host-shim/policies/*.lua; do \
+	  install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/vshare/policies/$$(basename $$f); done
 	install -D -m 0644 host-shim/daemon/vshared.service $(DESTDIR)$(UNITDIR)/vshared.service
 	sed -i 's|/usr/sbin/vshared|$(PREFIX)/sbin/vshared|' $(DESTDIR)$(UNITDIR)/vshared.service
 	install -D -m 0644 agent/vshare-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshare-agent.8

@@ -37,7 +37,10 @@ stage_host() {
 	stage_man "$1" "$repo/host-shim/vsharectl.8"
 	stage_man "$1" "$repo/host-shim/daemon/vshared.8"
 	install -D -m 0644 "$repo/host-shim/daemon/vshared.service" "$1/lib/systemd/system/vshared.service"
-	for d in vsharectl.md architecture.md; do
+	for f in "$repo"/host-shim/policies/*.lua; do
+		install -D -m 0644 "$f" "$1/usr/share/vshare/policies/$(basename "$f")"
+	done
+	for d in vsharectl.md architecture.md policies.md ple.md; do
 		install -D -m 0644 "$repo/docs/$d" "$1/usr/share/doc/vshare-host/$d"
 	done
 }
