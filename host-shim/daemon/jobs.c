@@ -372,6 +372,9 @@ static void run_job(gpointer data, gpointer user_data)
 	case JOB_POLICY:
 		daemon_policy_run(d);
 		break;
+	case JOB_EVENT:
+		daemon_policy_event(d, "vm-migrated", j->vm);
+		break;
 	}
 	daemon_policy_after_job(d);
 	g_main_context_invoke(NULL, job_done, j);

@@ -26,6 +26,11 @@ static int on_lifecycle(virConnectPtr c, virDomainPtr dom, int event,
 	case VIR_DOMAIN_EVENT_STARTED:
 	case VIR_DOMAIN_EVENT_RESUMED:
 		daemon_job(d, JOB_RELOAD, NULL, NULL, 0, NULL, NULL);
+		if (name && ((event == VIR_DOMAIN_EVENT_STARTED &&
+			      detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED) ||
+			     (event == VIR_DOMAIN_EVENT_RESUMED &&
+			      detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED)))
+			daemon_job(d, JOB_EVENT, NULL, NULL, 0, NULL, name);
 		break;
 	case VIR_DOMAIN_EVENT_STOPPED:
 	case VIR_DOMAIN_EVENT_UNDEFINED:

@@ -69,6 +69,7 @@ typedef enum {
 	JOB_METRICS, /* the periodic tick */
 	JOB_RELOAD,  /* SIGHUP: open every registered VM */
 	JOB_POLICY,  /* a policy timer is due */
+	JOB_EVENT,   /* a VM migrated in: policies' "vm-migrated" */
 } JobKind;
 
 void daemon_jobs_init(Daemon *d);
