@@ -28,13 +28,19 @@ static gboolean all_digits(const char *s)
 
 static void push_key(lua_State *L, const char *k)
 {
-	if (all_digits(k)) {
+	char u[64];
+	gsize n;
+
+	if (g_ascii_isdigit(*k) && all_digits(k)) {
 		lua_pushinteger(L, g_ascii_strtoll(k, NULL, 10));
 		return;
 	}
-	g_autofree char *u = g_strdelimit(g_strdup(k), "-", '_');
-
-	lua_pushstring(L, u);
+	if (!strchr(k, '-') || (n = g_strlcpy(u, k, sizeof(u))) >= sizeof(u)) {
+		lua_pushstring(L, k);
+		return;
+	}
+	g_strdelimit(u, "-", '_');
+	lua_pushlstring(L, u, n);
 }
 
 static void push_value(lua_State *L, JsonNode *n)
