@@ -8,6 +8,7 @@
 --   max_weight).
 local cfg = vshare.config {
   interval = 60,
+  window = 15,     -- which load average: 1, 5 or 15 minutes (the paper: 15)
   high = 0.90,
   low = 0.10,
   step = 1.25,
@@ -17,23 +18,24 @@ local cfg = vshare.config {
 
 vshare.every(cfg.interval, function()
   if vshare.nr_vms() == 0 then return end
-  local _, _, load15, ncpus = vshare.loadavg()
-  local load = load15 / ncpus
+  local l1, l5, l15, ncpus = vshare.loadavg()
+  local load = ({ [1] = l1, [5] = l5 })[cfg.window] or l15
+  load = load / ncpus
   if load > cfg.high then
     local vm = vshare.min_weight()
     local w = math.max(cfg.min_weight, math.floor(vm.weight / cfg.step))
     if w < vm.weight then
       vshare.set_weight(vm.name, w, string.format(
-        "15-min load %.0f %% > %.0f %%: lowest-weight VM yields",
-        load * 100, cfg.high * 100))
+        "%d-min load %.0f %% > %.0f %%: lowest-weight VM yields",
+        cfg.window, load * 100, cfg.high * 100))
     end
   elseif load < cfg.low then
     local vm = vshare.max_weight()
     local w = math.min(cfg.max_weight, math.ceil(vm.weight * cfg.step))
     if w > vm.weight then
       vshare.set_weight(vm.name, w, string.format(
-        "15-min load %.0f %% < %.0f %%: highest-weight VM gets more",
-        load * 100, cfg.low * 100))
+        "%d-min load %.0f %% < %.0f %%: highest-weight VM gets more",
+        cfg.window, load * 100, cfg.low * 100))
     end
   end
 end)
