@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -343,8 +342,10 @@ def main():
     except RuntimeError as e:
         t.ok(False, "Debian image builds", str(e))
         t.done()
-    t.ok(True, f"Debian bookworm image ready ({time.monotonic() - t0:.0f} s,"
-         " cached by recipe hash)")
+    files = [f for f in ("disk.raw", "vmlinuz", "initrd.img", ".ready")
+             if not os.path.exists(os.path.join(img, f))]
+    t.ok(not files, f"Debian bookworm image ready ({time.monotonic() - t0:.0f}"
+         " s, cached by recipe hash)", f"missing in {img}: {files}")
     p = subprocess.run([os.path.join(REPO, "packaging", "deb", "build.sh"),
                         "agent"],
                        capture_output=True, text=True, check=True)
@@ -356,20 +357,26 @@ def main():
                     shape=Shape(2, 1, mem_mb=512, vmem_max_mb=512,
                                 vmem_mb=128))
     a = AgentClient(g.path("agent.sock"))
-    try:
-        g.start(timeout=400)
-        t.ok(True, f"boots to the shell channel ({g.boot_seconds:.0f} s)")
-        boot_v2(t, g, a)
-        g.poweroff()
-        g.extra_append = "systemd.unified_cgroup_hierarchy=0"
-        g.start(timeout=400)
-        t.ok(True, f"reboots from the same disk ({g.boot_seconds:.0f} s)")
-        boot_v1(t, g, a)
-    except Exception as e:  # a broken guest is a failure, not a crash
-        t.ok(False, f"the test ran to its end: {type(e).__name__}",
-             traceback.format_exc() + "\nconsole:\n" + g.console()[-3000:])
-    finally:
-        g.stop()
+    # a timeout or a broken guest is a failure, not a crash: `not ok`
+    # and the plan
+    with t.section("the checks", lambda: "console:\n" + g.console()[-3000:]):
+        try:
+            g.start(timeout=400)
+            boot0 = g.shell.out("cat /proc/sys/kernel/random/boot_id")
+            t.ok(len(boot0) == 36, f"boots to the shell channel "
+                 f"({g.boot_seconds:.0f} s, boot id {boot0[:8]})", boot0)
+            boot_v2(t, g, a)
+            g.poweroff()
+            g.extra_append = "systemd.unified_cgroup_hierarchy=0"
+            g.start(timeout=400)
+            boot1 = g.shell.out("cat /proc/sys/kernel/random/boot_id")
+            t.ok(boot1 != boot0 and g.shell.run(
+                "dpkg-query -W vshare-agent")[0] == 0,
+                 f"reboots from the same disk ({g.boot_seconds:.0f} s, "
+                 "a new boot id, the package still installed)", boot1)
+            boot_v1(t, g, a)
+        finally:
+            g.stop()
     t.diag(f"wall time {time.monotonic() - t0:.0f} s")
     t.done()
 
