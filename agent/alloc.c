@@ -132,8 +132,13 @@ static gboolean journal_write(VsAlloc *a, const VsCpuSet *cpus,
 	root = json_builder_get_root(b);
 	json_generator_set_root(gen, root);
 	text = json_generator_to_data(gen, NULL);
-	/* g_file_set_contents: temporary file + fsync + rename. */
-	return g_file_set_contents(a->state_path, text, -1, error);
+	/* A temporary file renamed over the old one: a reader (a restarted
+	 * agent) sees the old journal or the new one, never half. No fsync:
+	 * the journal lives in /run (tmpfs), which a power loss empties
+	 * anyway. */
+	return g_file_set_contents_full(a->state_path, text, -1,
+					G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+					error);
 }
 
 /* A journal entry is trusted with writes as root: every member must be

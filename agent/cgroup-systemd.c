@@ -28,11 +28,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SD_NAME		  "org.freedesktop.systemd1"
-#define SD_PATH		  "/org/freedesktop/systemd1"
-#define SD_MANAGER	  "org.freedesktop.systemd1.Manager"
-#define SD_TIMEOUT_MS	  15000
-#define PF_NO_SETAFFINITY 0x04000000
+#define SD_NAME	      "org.freedesktop.systemd1"
+#define SD_PATH	      "/org/freedesktop/systemd1"
+#define SD_MANAGER    "org.freedesktop.systemd1.Manager"
+#define SD_TIMEOUT_MS 15000
 
 /* Always confined when loaded, even before they have a cgroup (a slice
  * that starts later must start confined). */
@@ -291,10 +290,11 @@ static gboolean sd_pin_root(SdPriv *p, const VsCpuSet *cpus, GError **error)
 	for (guint i = 0; i < VS_MAX_CPUS; i++)
 		if (vs_cpuset_has(cpus, i))
 			CPU_SET_S(i, size, mask);
+	vs_task_set_prune(p->pinned, pids);
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 
-		if (vs_task_set_contains(p->pinned, pid))
+		if (vs_task_set_has(p->pinned, pid))
 			continue;
 		if (sched_setaffinity(pid, size, mask) == 0 || errno == ESRCH)
 			continue;
@@ -302,7 +302,6 @@ static gboolean sd_pin_root(SdPriv *p, const VsCpuSet *cpus, GError **error)
 			g_strerror(errno));
 		vs_task_set_add(p->pinned, pid);
 	}
-	vs_task_set_prune(p->pinned, pids);
 	CPU_FREE(mask);
 	return TRUE;
 }
@@ -321,16 +320,17 @@ static gboolean sd_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 	pids = vs_cgroup_read_procs(p->hierarchy, error);
 	if (!pids)
 		return FALSE;
+	vs_task_set_prune(p->pinned, pids);
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 
-		if (vs_task_set_contains(p->pinned, pid) ||
-		    (vs_task_flags(pid) & PF_NO_SETAFFINITY)) {
+		if (vs_task_set_has(p->pinned, pid)) {
+			stats->unmovable_kthreads++;
+		} else if (vs_task_flags(pid) & VS_PF_NO_SETAFFINITY) {
 			vs_task_set_add(p->pinned, pid);
 			stats->unmovable_kthreads++;
 		}
 	}
-	vs_task_set_prune(p->pinned, pids);
 	return TRUE;
 }
 

@@ -7,8 +7,6 @@
 #include <string.h>
 #include <sys/vfs.h>
 
-#define PF_KTHREAD 0x00200000
-
 int vs_cgroup_detect(const char *dir, GError **error)
 {
 	struct statfs sfs;
@@ -109,7 +107,7 @@ GArray *vs_cgroup_read_procs(const char *dir, GError **error)
 
 gboolean vs_task_is_kthread(int pid)
 {
-	return (vs_task_flags(pid) & PF_KTHREAD) != 0;
+	return (vs_task_flags(pid) & VS_PF_KTHREAD) != 0;
 }
 
 void vs_foreign_free(gpointer p)

@@ -118,13 +118,15 @@ def main():
     ap.add_argument("--idle", type=float, default=10.0,
                     help="seconds of idle wake-up counting")
     ap.add_argument("--kernel")
+    ap.add_argument("--agent", help="the agent binary (default "
+                    "build/rel/vshare-agent), e.g. a baseline build")
     ap.add_argument("--smoke", action="store_true",
                     help="one repetition at 200 tasks, 1 s idle")
     a = ap.parse_args()
     if a.smoke:
         a.repeat, a.tasks, a.anchor, a.idle = 1, "200", 200, 1.0
     g = Guest(Shape(2, 2, mem_mb=1024), cgroup="v2", kernel=a.kernel,
-              qga=True)
+              agent=a.agent, qga=True)
     with g:
         print(f"# guest up in {g.boot_seconds:.1f} s ({g.shape}, cgroup v2, "
               f"TCG)", flush=True)

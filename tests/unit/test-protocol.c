@@ -491,6 +491,27 @@ static void test_task_set_exit_and_prune(void)
 	reap(b);
 }
 
+/* prune() also forgets a task that exited while its pid is still
+ * listed (one poll() over the pidfds); has() then answers from the set. */
+static void test_task_set_prune_exited(void)
+{
+	g_autoptr(VsTaskSet) set = vs_task_set_new();
+	g_autoptr(GArray) both = g_array_new(FALSE, FALSE, sizeof(int));
+	pid_t a = spawn_idle(), b = spawn_idle();
+
+	g_array_append_val(both, a);
+	g_array_append_val(both, b);
+	vs_task_set_add(set, a);
+	vs_task_set_add(set, b);
+	vs_task_set_prune(set, both);
+	g_assert_true(vs_task_set_has(set, a) && vs_task_set_has(set, b));
+	reap(a);
+	vs_task_set_prune(set, both);
+	g_assert_false(vs_task_set_has(set, a));
+	g_assert_true(vs_task_set_has(set, b));
+	reap(b);
+}
+
 /* The clock /proc's starttime counts (boot time, in clock ticks). */
 static guint64 boot_ticks(void)
 {
@@ -570,5 +591,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/task/stat-field", test_task_stat_field);
 	g_test_add_func("/task/set-exit-prune", test_task_set_exit_and_prune);
 	g_test_add_func("/task/set-recycled-pid", test_task_set_recycled_pid);
+	g_test_add_func("/task/set-prune-exited", test_task_set_prune_exited);
 	return g_test_run();
 }
