@@ -80,6 +80,7 @@ typedef enum {
 	VS_TYPE_STR,
 	VS_TYPE_BOOL,
 	VS_TYPE_CPULIST,
+	VS_TYPE_VCPUS, /* [{"logical-id": int, "online": bool, ...}] */
 } VsArgType;
 
 typedef struct {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.." || exit 1
 n=0
 for b in tests/bench/bench-hostile.py tests/bench/bench-libvirt.py \
 	tests/bench/bench.py tests/bench/bench-systemd.py \
-	tests/bench/bench-shim.py; do
+	tests/bench/bench-shim.py tests/libvirt/guestvcpus.py; do
 	n=$((n + 1))
 	t0=$(date +%s)
 	out=$("$b" --smoke 2>&1)
