@@ -30,7 +30,10 @@ guests' shells for the workloads.
             average needs a quarter of an hour to rise; the decision is
             the paper's): it raises the lowest-priority VM's nice while
             the load is above 90 % of the pCPUs, which the two VMs keep
-            it at.
+            it at. Then the same with loadavg-weight.lua (b starts at
+            weight 90, a at 100): with each VM's vCPU threads in their own
+            cgroup (vshare's, libvirt's), nice only orders threads within
+            a cgroup, and the weight is the knob that acts between VMs.
   unit      build/rel/bench-policy --bench: one elastic.lua run on a fake
             host of 2 and of 100 VMs (200 pCPUs, full vNUMA: 20,000
             vCPUs).
@@ -42,7 +45,8 @@ BENCH elastic_reaction_parked_owner_ms  median, the phases' owners
 BENCH vshared_cpu_pct                   % of one CPU, elastic at 4 Hz
 BENCH policy_run_us                     median elastic run, 2 real VMs
 BENCH policy_run_us_2vms / _100vms      the unit benchmark (fake driver)
-BENCH loadavg_policy_gain_ratio         a's work, policy on / off
+BENCH loadavg_policy_gain_ratio         a's work, policy on / off (nice)
+BENCH loadavg_weight_policy_gain_ratio  the same with loadavg-weight.lua
 
 --smoke: 3 s phases (2 of them), 5 s paper-003 phases.
 """
@@ -217,41 +221,54 @@ def unshare(ctl):
             raise RuntimeError(p.stderr)
 
 
+def a_work(ctl, g, args, conf):
+    """a's work units over --phase2 s with vshared running @conf."""
+    with open(os.path.join(ctl.conf, "policies.conf"), "w") as f:
+        f.write(conf)
+    d = Daemon(ctl, binary=os.path.join(REL, "vshared"), interval=10)
+    d.start()
+    try:
+        start_work(g["a"], args.phase2)
+        time.sleep(args.phase2 + 1.5)
+    finally:
+        d.stop()
+    work = work_done(g["a"])
+    with open(ctl.ledger_path()) as f:
+        knobs = {v["name"]: (v.get("nice", 0), v.get("weight", 100))
+                 for v in json.load(f)["ledger"]["vms"]}
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    print(f"# paper003 [{conf.splitlines()[0]}] "
+          f"{'on' if 'enabled=true' in conf else 'off'}: a did {work} "
+          f"units; (nice, weight) now {knobs}; loadavg {load}", flush=True)
+    return work
+
+
 def paper003(ctl, g, args):
     unshare(ctl)
-    for vm, n in (("a", "0"), ("b", "1")):
-        p = ctl.run("tune", vm, "--nice", n)
+    for vm, knobs in (("a", ("--nice", "0", "--weight", "100")),
+                      ("b", ("--nice", "1", "--weight", "90"))):
+        p = ctl.run("tune", vm, *knobs)
         if p.returncode:
             raise RuntimeError(p.stderr)
     g["b"].shell.run("for i in 1 2; do (while :; do :; done) & "
                      "echo $! >> /tmp/hogs; done")
     g["a"].shell.run("rm -f /tmp/work")
-    result = {}
-    for on in (False, True):
-        with open(os.path.join(ctl.conf, "policies.conf"), "w") as f:
-            f.write(f"[loadavg-priority]\nenabled={str(on).lower()}\n"
-                    "interval=1\nwindow=1\n")
-        d = Daemon(ctl, binary=os.path.join(REL, "vshared"), interval=10)
-        d.start()
-        try:
-            start_work(g["a"], args.phase2)
-            time.sleep(args.phase2 + 1.5)
-        finally:
-            d.stop()
-        result[on] = work_done(g["a"])
-        with open(ctl.ledger_path()) as f:
-            nice = {v["name"]: v.get("nice", 0)
-                    for v in json.load(f)["ledger"]["vms"]}
-        with open("/proc/loadavg") as f:
-            load = f.read().split()[:3]
-        print(f"# paper003 policy {'on' if on else 'off'}: a did "
-              f"{result[on]} units; nice now {nice}; loadavg {load}",
-              flush=True)
+    for name, policy in (("loadavg_policy_gain_ratio", "loadavg-priority"),
+                         ("loadavg_weight_policy_gain_ratio",
+                          "loadavg-weight")):
+        work = {}
+        for on in (False, True):
+            work[on] = a_work(ctl, g, args,
+                              f"[{policy}]\nenabled={str(on).lower()}\n"
+                              "interval=1\nwindow=1\n")
+        for vm, knobs in (("a", ("--nice", "0", "--weight", "100")),
+                          ("b", ("--nice", "1", "--weight", "90"))):
+            ctl.run("tune", vm, *knobs)
+        bench(name, f"{work[True] / work[False]:.3f}" if work[False]
+              else "nan", f"ratio (a's work units {work[True]} on / "
+              f"{work[False]} off, {args.phase2} s each, {policy})")
     g["b"].shell.run("kill $(cat /tmp/hogs); rm -f /tmp/hogs")
-    bench("loadavg_policy_gain_ratio",
-          f"{result[True] / result[False]:.3f}" if result[False] else "nan",
-          f"ratio (a's work units {result[True]} on / {result[False]} off, "
-          f"{args.phase2} s each)")
 
 
 def unit(args):
