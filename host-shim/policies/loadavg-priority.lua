@@ -17,9 +17,7 @@ local cfg = vshare.config {
 
 vshare.every(cfg.interval, function()
   if vshare.nr_vms() == 0 then return end
-  local l1, l5, l15, ncpus = vshare.loadavg()
-  local load = ({ [1] = l1, [5] = l5 })[cfg.window] or l15
-  load = load / ncpus
+  local load = vshare.load_per_cpu(cfg.window)
   if load > cfg.high then
     local vm = vshare.min_prio()
     if vm.nice < cfg.max_nice then

@@ -30,6 +30,13 @@ local function pick(key, larger)
   return best
 end
 
+-- the 1-, 5- or 15-minute load average per pCPU (the default 15)
+function vs.load_per_cpu(window)
+  local l1, l5, l15, ncpus = vs.loadavg()
+  local l = ({ [1] = l1, [5] = l5 })[window] or l15
+  return l / math.max(ncpus, 1)
+end
+
 local function usage(v) return v.usage end
 local function weight(v) return v.weight end
 local function nice(v) return v.nice end

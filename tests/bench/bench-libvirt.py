@@ -51,7 +51,7 @@ TESTS = os.path.dirname(HERE)
 for d in ("vm", "shim", "libvirt"):
     sys.path.insert(0, os.path.join(TESTS, d))
 from libvirtlib import Libvirt  # noqa: E402
-from shimlib import Ctl, Daemon  # noqa: E402
+from shimlib import Ctl, Daemon, wait_for  # noqa: E402
 from vshare_vm import REPO  # noqa: E402
 
 REL = os.path.join(REPO, "build", "rel")
@@ -60,15 +60,6 @@ INTERVAL = 10  # vshared's default --metrics-interval
 
 def bench(name, value, unit=""):
     print(f"BENCH {name} {value} {unit}".rstrip(), flush=True)
-
-
-def wait_for(cond, timeout):
-    end = time.monotonic() + timeout
-    while not (v := cond()):
-        if time.monotonic() > end:
-            return v
-        time.sleep(0.1)
-    return v
 
 
 def must(p, what):

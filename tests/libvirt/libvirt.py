@@ -36,7 +36,7 @@ for d in ("vm", "shim", "e2e"):
     sys.path.insert(0, os.path.join(TESTS, d))
 sys.path.insert(0, HERE)
 from libvirtlib import Libvirt  # noqa: E402
-from shimlib import Ctl, Daemon  # noqa: E402
+from shimlib import Ctl, Daemon, wait_for  # noqa: E402
 from vshare_vm import REPO, Tap, parse_list  # noqa: E402
 from guest import check_confined  # noqa: E402
 
@@ -45,17 +45,6 @@ VSHARED = os.environ.get("VSHARED") or \
     os.path.join(REPO, "build", "san", "vshared")
 VSHARECTL = os.environ.get("VSHARECTL") or \
     os.path.join(REPO, "build", "san", "vsharectl")
-
-
-def wait_for(cond, timeout=30.0, step=0.1):
-    """@cond() true within @timeout seconds (polled: the conditions are
-    in other processes)."""
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
 
 
 def ledger(ctl):

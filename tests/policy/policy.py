@@ -21,19 +21,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "shim"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
-from shimlib import Ctl, Daemon, boot_pair, cpu_share, vcpu_threads  # noqa
+from shimlib import (Ctl, Daemon, boot_pair, cpu_share,  # noqa: E402
+                     pinned, vcpu_threads, wait_for)
 from vshare_vm import Tap  # noqa: E402
 from guest import check_confined  # noqa: E402
-
-
-def wait_for(cond, seconds, step=0.1):
-    """Poll @cond until it is true or @seconds pass; its last value."""
-    end = time.monotonic() + seconds
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
 
 
 def policies(ctl):
@@ -52,14 +43,6 @@ def owners(ctl):
     except (OSError, ValueError):
         return None
     return {v["name"]: v["pcpus"] for v in led["vms"]}
-
-
-def pinned(tid):
-    with open(f"/proc/{tid}/status") as f:
-        for line in f:
-            if line.startswith("Cpus_allowed_list:"):
-                return line.split()[1]
-    return None
 
 
 def write(path, text):

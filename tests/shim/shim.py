@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 from shimlib import (Ctl, Daemon, boot_pair, cpu_share,  # noqa: E402
-                     vcpu_threads, vmem)
+                     pinned, vcpu_threads, vmem, wait_for)
 from vshare_vm import Tap  # noqa: E402
 from guest import check_confined  # noqa: E402
 
@@ -33,14 +33,6 @@ def ledger(ctl):
 def lmem(led, vm, node):
     m = led[vm]["vmem-bytes"]
     return m[node] if node < len(m) else 0
-
-
-def pinned(tid):
-    with open(f"/proc/{tid}/status") as f:
-        for line in f:
-            if line.startswith("Cpus_allowed_list:"):
-                return line.split()[1]
-    return None
 
 
 def node_total_kib(g, node):
@@ -404,15 +396,6 @@ def crash_checks(t, ctl, g):
             ctl.run("lend", "--from", "b", "--to", "a", "--cpus", "1",
                     "--node", "1", "--mem", "128M", "--mode", "coop")
             ctl.run("forget", "b")
-
-
-def wait_for(cond, timeout=30):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def metric(d, needle):

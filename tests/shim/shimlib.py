@@ -164,6 +164,26 @@ def boot_pair(ctl, names=("a", "b"), **kw):
     return guests
 
 
+def wait_for(cond, timeout=30.0, step=0.1):
+    """Poll @cond (its truth lives in another process: a file, a guest, a
+    daemon) until it holds or @timeout seconds pass; its last value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+def pinned(tid):
+    """Cpus_allowed_list of a host thread (/proc/TID/status)."""
+    with open(f"/proc/{tid}/status") as f:
+        for line in f:
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split()[1]
+    return None
+
+
 def vcpu_threads(guest):
     return [c["thread-id"] for c in
             sorted(guest.qmp.cmd("query-cpus-fast"),
