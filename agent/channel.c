@@ -112,6 +112,10 @@ static gboolean on_sigio(int fd, GIOCondition cond, gpointer user_data)
 	(void)cond;
 	while (read(fd, &si, sizeof(si)) == sizeof(si))
 		;
+	/* The port changed state or got data since a reply was dropped:
+	 * the next reply may wait for the host again (channel_wait_open). */
+	if (ch->peer == PEER_GONE)
+		ch->peer = PEER_UNKNOWN;
 	if (ch->fd >= 0 && !ch->fd_watch) {
 		g_debug("%s: SIGIO, watching the port again", ch->where);
 		channel_watch_fd(ch);
@@ -373,17 +377,26 @@ static int ms_left(gint64 deadline)
 	return (int)CLAMP(left, 0, G_MAXINT);
 }
 
-/* A port that has not yet seen its host in this session says POLLHUP
- * until the guest kernel handles the host's "port open" message, which
- * may come after the host's first request: sleep until the SIGIO that
- * follows that message (or the deadline), then let the caller retry. */
+/* A virtio-serial port says POLLHUP until the guest kernel handles the
+ * host's "port open" control message, and that message may come after the
+ * host's first request (data and control travel on different queues). So
+ * a request read while the port says POLLHUP may come from a host that is
+ * connecting, even one that closed and reconnected in between: vsharectl
+ * does so between the steps of a change, and its close and reopen then
+ * reach the guest after its next request, inside what looks like the old
+ * session (measured: 1 lend in 6-17 lost its reply and waited out the
+ * host's 20 s deadline when only a first session's reply could wait).
+ * Sleep until the SIGIO that follows a control message (or the deadline),
+ * then let the caller retry. A host that stays away costs one wait: its
+ * reply is dropped and so are the next ones (PEER_GONE) until the port
+ * changes state again. */
 static gboolean channel_wait_open(VsChannel *ch, gint64 deadline)
 {
 	struct pollfd p = { .fd = ch->sigio_fd, .events = POLLIN };
 	struct signalfd_siginfo si;
 	int left = ms_left(deadline);
 
-	if (ch->sigio_fd < 0 || ch->peer != PEER_UNKNOWN || left == 0 ||
+	if (ch->sigio_fd < 0 || ch->peer == PEER_GONE || left == 0 ||
 	    poll(&p, 1, left) <= 0)
 		return FALSE;
 	while (read(ch->sigio_fd, &si, sizeof(si)) == sizeof(si))

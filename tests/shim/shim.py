@@ -195,6 +195,7 @@ def main():
         run(t, ctl, g)
         fault_checks(t, ctl, g)
         crash_checks(t, ctl, g)
+        round_trips(t, ctl, g)
         daemon_checks(t, ctl, g)
     finally:
         for x in g.values():
@@ -396,6 +397,32 @@ def crash_checks(t, ctl, g):
             ctl.run("lend", "--from", "b", "--to", "a", "--cpus", "1",
                     "--node", "1", "--mem", "128M", "--mode", "coop")
             ctl.run("forget", "b")
+
+
+def round_trips(t, ctl, g, n=15):
+    """Lends with memory and back, @n times: each connects to a's agent
+    right after a virtio-mem resize of a's node 1 that keeps the guest's
+    kernel busy, so the port's close and reopen may reach the guest after
+    the next request. Every step must be answered."""
+    done, p = 0, None
+    ctl.run("forget", "b")
+    ctl.run("cpus", "a", "--set", "0-1", "--mode", "coop")
+    t0 = time.monotonic()
+    for _ in range(n):
+        p = ctl.run("lend", "--from", "a", "--to", "b", "--cpus", "1",
+                    "--node", "1", "--mem", "128M", "--mode", "coop")
+        if p.returncode:
+            break
+        p = ctl.run("lend", "--from", "b", "--to", "a", "--cpus", "1",
+                    "--node", "1", "--mem", "128M", "--mode", "coop")
+        if p.returncode:
+            break
+        ctl.run("forget", "b")
+        done += 1
+    t.ok(done == n, f"{done} of {n} lend round trips with memory, each "
+         f"step answered ({time.monotonic() - t0:.1f} s)",
+         p.stdout + p.stderr if p else "")
+    ctl.run("forget", "b")
 
 
 def metric(d, needle):
