@@ -35,6 +35,35 @@ def owner(sc, cpu):
     return None
 
 
+def valgrind_errors(log):
+    """The summaries and every error record of a valgrind log (the
+    possibly-lost and reachable records left out: they are not judged)."""
+    out, keep = [], False
+    for line in log.splitlines():
+        body = line.split("== ", 1)[-1] if line.startswith("==") else line
+        if not body.strip():
+            keep = False
+            continue
+        if "SUMMARY" in body or body.startswith(("definitely", "indirectly",
+                                                 "possibly", "still")):
+            out.append(body)
+            continue
+        if not keep and not line.startswith("==") or \
+                "possibly lost in loss record" in body or \
+                "still reachable in loss record" in body or \
+                "indirectly lost in loss record" in body:
+            continue
+        if body[0] != " " and ("Invalid" in body or "uninitialised" in body
+                               or "definitely lost in" in body
+                               or "Syscall param" in body
+                               or "Mismatched" in body
+                               or "overlap" in body):
+            keep = True
+        if keep:
+            out.append(body)
+    return "\n".join(out[-200:])
+
+
 def main():
     t = HTap()
     if not shutil.which("valgrind"):
@@ -85,7 +114,8 @@ def main():
              "definitely lost: 0 bytes" in log or
              ("All heap blocks were freed" in log and rc == 0),
              "valgrind: no error, nothing definitely lost, exit 0",
-             log[-3000:])
+             f"vshared exit status {rc}\n" + valgrind_errors(log) +
+             "\nvshared's log:\n" + open(d.log).read()[-2000:])
     finally:
         if d.proc and d.proc.poll() is None:
             d.proc.send_signal(signal.SIGKILL)
