@@ -156,7 +156,8 @@ TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          tests/hostile/hostile.t tests/hostile/daemon.t tests/bench/smoke.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
          tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
-         tests/libvirt/libvirt.t tests/policy/policy.t \
+         tests/libvirt/libvirt.t tests/libvirt/guestvcpus.t \
+         tests/policy/policy.t \
          tests/kernel/kernel.t tests/kernel/kvm-patch.t
 
 # demo, check and bench first install what is missing (as root), then run
@@ -191,6 +192,7 @@ run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared \
 	tests/bench/bench-systemd.py
 	tests/bench/bench-shim.py
 	tests/bench/bench-plesim.py
+	tests/libvirt/guestvcpus.py --bench
 
 # ---- packaging ------------------------------------------------------------
 # make deb: build/deb/vshare-agent_<version>_amd64.deb (the guest) and
@@ -217,6 +219,7 @@ install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
 	install -D -m 0644 host-shim/vsharectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/vsharectl.8
 	install -D -m 0644 agent/systemd/vshare-agent.service $(DESTDIR)$(UNITDIR)/vshare-agent.service
 	install -D -m 0644 agent/udev/60-vshare-agent.rules $(DESTDIR)$(UDEVDIR)/60-vshare-agent.rules
+	install -D -m 0644 agent/systemd/guest-vcpus.conf $(DESTDIR)$(PREFIX)/share/doc/vshare-agent/examples/guest-vcpus.conf
 	sed -i 's|/usr/sbin/vshare-agent|$(PREFIX)/sbin/vshare-agent|' $(DESTDIR)$(UNITDIR)/vshare-agent.service
 
 # make fuzz: each target FUZZ_SECONDS (default 600); BENCH lines with the

@@ -132,8 +132,13 @@ static gboolean journal_write(VsAlloc *a, const VsCpuSet *cpus,
 	root = json_builder_get_root(b);
 	json_generator_set_root(gen, root);
 	text = json_generator_to_data(gen, NULL);
-	/* g_file_set_contents: temporary file + fsync + rename. */
-	return g_file_set_contents(a->state_path, text, -1, error);
+	/* A temporary file renamed over the old one: a reader (a restarted
+	 * agent) sees the old journal or the new one, never half. No fsync:
+	 * the journal lives in /run (tmpfs), which a power loss empties
+	 * anyway. */
+	return g_file_set_contents_full(a->state_path, text, -1,
+					G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+					error);
 }
 
 /* A journal entry is trusted with writes as root: every member must be
@@ -473,13 +478,44 @@ static char *knob_target(const Knob *k, const VsCpuSet *cpus,
 				  : vs_cpuset_format(&t);
 }
 
+/* A v2 cgroup with tasks cannot go back to an empty ("inherit") set once
+ * it had one (ENOSPC, validate_change()): it gets every possible CPU or
+ * node instead, which restricts nothing (its effective set is then its
+ * parent's, as with inherit). The cpuset controller stays enabled below
+ * the root under systemd (cgroup-systemd.c), so the file does not vanish
+ * as it did before. */
+static gboolean knob_write_unrestricted(const Knob *k, const char *target,
+					GError **error)
+{
+	g_autofree char *all = NULL;
+
+	if (!knob_is_cgroup(k) || target[0] || errno != ENOSPC)
+		return FALSE;
+	all = vs_read_file(k->kind == KNOB_CG_CPUS
+				   ? "/sys/devices/system/cpu/possible"
+				   : "/sys/devices/system/node/possible",
+			   NULL);
+	if (!all)
+		return FALSE;
+	g_clear_error(error);
+	return vs_write_file(k->path, all, error);
+}
+
+/* "" (a cgroup's "inherit") goes as a newline: a write of no bytes may
+ * not reach the kernel at all. */
+static gboolean knob_write(const Knob *k, const char *value, GError **error)
+{
+	return vs_write_file(k->path, value[0] ? value : "\n", error) ||
+	       knob_write_unrestricted(k, value, error);
+}
+
 static void knobs_undo(VsAlloc *a)
 {
 	for (guint i = 0; i < a->knobs->len; i++) {
 		Knob *k = a->knobs->pdata[i];
 		g_autoptr(GError) error = NULL;
 
-		if (k->prev && !vs_write_file(k->path, k->prev, &error))
+		if (k->prev && !knob_write(k, k->prev, &error))
 			g_warning("rollback: %s", error->message);
 		g_clear_pointer(&k->prev, g_free);
 	}
@@ -541,7 +577,7 @@ static gboolean knobs_apply(VsAlloc *a, const VsCpuSet *cpus,
 			knob_took(k, out);
 			continue;
 		}
-		if (vs_write_file(k->path, target, &local)) {
+		if (knob_write(k, target, &local)) {
 			knob_took(k, out);
 			continue;
 		}

@@ -16,10 +16,16 @@
 #include <sys/stat.h>
 
 #define VS_CGROUP_NAME "vshare"
+#define NO_MIGRATION   (VS_PF_KTHREAD | VS_PF_NO_SETAFFINITY)
 
 typedef struct {
 	const char *prefix;   /* "cpuset." or "" (v1 noprefix) */
-	VsTaskSet *unmovable; /* kthreads that refused (pid + start time) */
+	VsTaskSet *unmovable; /* kthreads that refused (pidfd / start time) */
+	/* What our cgroup's cpuset.cpus / cpuset.mems hold, as last read
+	 * (get) or written (set): an unchanged file is not written again
+	 * (the kernel takes its locks for every write). */
+	gboolean have_cpus, have_mems;
+	VsCpuSet cpus, mems;
 } FsPriv;
 
 static char *fs_file(VsCgroup *cg, const char *dir, const char *name)
@@ -55,6 +61,20 @@ static gboolean fs_write_set(VsCgroup *cg, const char *name,
 	return vs_write_file(f, text, error);
 }
 
+/* Write @set into "cpus" or "mems" unless the file is known to hold it. */
+static gboolean fs_update(VsCgroup *cg, const char *name, const VsCpuSet *set,
+			  gboolean *have, VsCpuSet *cur, GError **error)
+{
+	if (*have && vs_cpuset_equal(cur, set))
+		return TRUE;
+	*have = FALSE;
+	if (!fs_write_set(cg, name, set, error))
+		return FALSE;
+	*cur = *set;
+	*have = TRUE;
+	return TRUE;
+}
+
 static gboolean fs_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 				 GError **error)
 {
@@ -69,12 +89,19 @@ static gboolean fs_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 static gboolean fs_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 		       GError **error)
 {
+	FsPriv *p = cg->priv;
 	VsCpuSet ec, em;
 	gboolean ce, me;
 
+	p->have_cpus = p->have_mems = FALSE;
 	if (!fs_read_set(cg, cg->path, "cpus", cpus, &ce, error) ||
 	    !fs_read_set(cg, cg->path, "mems", mems, &me, error))
 		return FALSE;
+	/* v2's empty "inherit" is not a value a write would repeat */
+	p->have_cpus = !ce;
+	p->have_mems = !me;
+	p->cpus = *cpus;
+	p->mems = *mems;
 	if (!ce && !me)
 		return TRUE;
 	/* v2: empty means "inherit": report what is in force. */
@@ -90,8 +117,10 @@ static gboolean fs_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 static gboolean fs_set(VsCgroup *cg, const VsCpuSet *cpus, const VsCpuSet *mems,
 		       GError **error)
 {
-	return fs_write_set(cg, "cpus", cpus, error) &&
-	       fs_write_set(cg, "mems", mems, error);
+	FsPriv *p = cg->priv;
+
+	return fs_update(cg, "cpus", cpus, &p->have_cpus, &p->cpus, error) &&
+	       fs_update(cg, "mems", mems, &p->have_mems, &p->mems, error);
 }
 
 static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
@@ -103,11 +132,23 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 
 	if (!pids)
 		return FALSE;
+	/* Forget kthreads that exited (their pid may come back as a task
+	 * that moves), all in one poll(). */
+	vs_task_set_prune(p->unmovable, pids);
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 		char buf[16];
 
-		if (vs_task_set_contains(p->unmovable, pid)) {
+		if (vs_task_set_has(p->unmovable, pid)) {
+			stats->unmovable_kthreads++;
+			continue;
+		}
+		/* The kernel refuses per-CPU kthreads (EINVAL), but only after
+		 * taking cgroup_threadgroup_rwsem for writing, which waits for
+		 * an RCU grace period (a sweep that tried the new kworkers
+		 * took up to 42 ms under TCG). Their flags say so first. */
+		if ((vs_task_flags(pid) & NO_MIGRATION) == NO_MIGRATION) {
+			vs_task_set_add(p->unmovable, pid);
 			stats->unmovable_kthreads++;
 			continue;
 		}
@@ -125,9 +166,6 @@ static gboolean fs_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 			stats->unmovable_other++;
 		}
 	}
-	/* A kthread that exited takes its entry along (its pid may come
-	 * back as a task that moves). */
-	vs_task_set_prune(p->unmovable, pids);
 	return TRUE;
 }
 

@@ -28,11 +28,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SD_NAME		  "org.freedesktop.systemd1"
-#define SD_PATH		  "/org/freedesktop/systemd1"
-#define SD_MANAGER	  "org.freedesktop.systemd1.Manager"
-#define SD_TIMEOUT_MS	  15000
-#define PF_NO_SETAFFINITY 0x04000000
+#define SD_NAME	      "org.freedesktop.systemd1"
+#define SD_PATH	      "/org/freedesktop/systemd1"
+#define SD_MANAGER    "org.freedesktop.systemd1.Manager"
+#define SD_TIMEOUT_MS 15000
 
 /* Always confined when loaded, even before they have a cgroup (a slice
  * that starts later must start confined). */
@@ -48,8 +47,17 @@ typedef struct {
 	GPtrArray *known;  /* loaded names among sd_known_units */
 	VsTaskSet *pinned; /* root-cgroup tasks that refuse affinity */
 	char *slice_path;  /* system.slice's D-Bus object */
-	gboolean cached;   /* cpus/mems below are what systemd has */
+	gboolean cached;   /* cpus/mems below are in force (the kernel's) */
 	VsCpuSet cpus, mems;
+	/* The units' values for "everything": every possible CPU and node,
+	 * so that cpuset stays enabled on them (the next change is a write
+	 * of their cpuset files) and hot-added CPUs are not left out. */
+	VsCpuSet all_cpus, all_mems;
+	/* What systemd was last asked for (unit values), and whether it
+	 * took it: a failed call makes the next change ask again. */
+	gboolean told;
+	VsCpuSet told_cpus, told_mems;
+	guint pending; /* SetUnitProperties / Get calls in flight */
 } SdPriv;
 
 /* ---- D-Bus ------------------------------------------------------------ */
@@ -291,10 +299,11 @@ static gboolean sd_pin_root(SdPriv *p, const VsCpuSet *cpus, GError **error)
 	for (guint i = 0; i < VS_MAX_CPUS; i++)
 		if (vs_cpuset_has(cpus, i))
 			CPU_SET_S(i, size, mask);
+	vs_task_set_prune(p->pinned, pids);
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 
-		if (vs_task_set_contains(p->pinned, pid))
+		if (vs_task_set_has(p->pinned, pid))
 			continue;
 		if (sched_setaffinity(pid, size, mask) == 0 || errno == ESRCH)
 			continue;
@@ -302,7 +311,6 @@ static gboolean sd_pin_root(SdPriv *p, const VsCpuSet *cpus, GError **error)
 			g_strerror(errno));
 		vs_task_set_add(p->pinned, pid);
 	}
-	vs_task_set_prune(p->pinned, pids);
 	CPU_FREE(mask);
 	return TRUE;
 }
@@ -321,30 +329,45 @@ static gboolean sd_sweep(VsCgroup *cg, VsSweepStats *stats, GError **error)
 	pids = vs_cgroup_read_procs(p->hierarchy, error);
 	if (!pids)
 		return FALSE;
+	vs_task_set_prune(p->pinned, pids);
 	for (guint i = 0; i < pids->len; i++) {
 		int pid = g_array_index(pids, int, i);
 
-		if (vs_task_set_contains(p->pinned, pid) ||
-		    (vs_task_flags(pid) & PF_NO_SETAFFINITY)) {
+		if (vs_task_set_has(p->pinned, pid)) {
+			stats->unmovable_kthreads++;
+		} else if (vs_task_flags(pid) & VS_PF_NO_SETAFFINITY) {
 			vs_task_set_add(p->pinned, pid);
 			stats->unmovable_kthreads++;
 		}
 	}
-	vs_task_set_prune(p->pinned, pids);
 	return TRUE;
 }
 
-/* system.slice's @cprop and @mprop; an empty set (unrestricted) reads as
- * every online CPU / every node with memory. */
+/* A unit's set as the guest's: within what is online (or has memory);
+ * an empty (unrestricted) or possible-wide set reads as all of it. */
+static void sd_clip(VsCpuSet *set, const VsCpuSet *have)
+{
+	VsCpuSet t;
+
+	vs_cpuset_and(&t, set, have);
+	*set = vs_cpuset_count(&t) ? t : *have;
+}
+
+/* system.slice's @cprop and @mprop, as the guest's sets. */
 static gboolean sd_get_pair(SdPriv *p, const char *cprop, const char *mprop,
 			    VsCpuSet *cpus, VsCpuSet *mems, GError **error)
 {
+	VsCpuSet online, nodes;
 	gboolean ce, me;
 
-	return sd_get_set(p, cprop, cpus, &ce, error) &&
-	       sd_get_set(p, mprop, mems, &me, error) &&
-	       (!ce || vs_sys_online_cpus(cpus, error)) &&
-	       (!me || vs_sys_memory_nodes(mems, error));
+	if (!sd_get_set(p, cprop, cpus, &ce, error) ||
+	    !sd_get_set(p, mprop, mems, &me, error) ||
+	    !vs_sys_online_cpus(&online, error) ||
+	    !vs_sys_memory_nodes(&nodes, error))
+		return FALSE;
+	sd_clip(cpus, &online);
+	sd_clip(mems, &nodes);
+	return TRUE;
 }
 
 static gboolean sd_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
@@ -365,6 +388,21 @@ static gboolean sd_get(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 	return TRUE;
 }
 
+/* system.slice's cpuset.*.effective: what the kernel enforces now (systemd
+ * may not have caught up with a change yet). */
+static gboolean sd_read_effective(SdPriv *p, VsCpuSet *cpus, VsCpuSet *mems)
+{
+	g_autofree char *cf = g_build_filename(p->hierarchy, "system.slice",
+					       "cpuset.cpus.effective", NULL);
+	g_autofree char *mf = g_build_filename(p->hierarchy, "system.slice",
+					       "cpuset.mems.effective", NULL);
+	g_autofree char *c = vs_read_file(cf, NULL);
+	g_autofree char *m = c ? vs_read_file(mf, NULL) : NULL;
+
+	return m && vs_cpuset_parse(c, cpus, NULL) &&
+	       vs_cpuset_parse(m, mems, NULL);
+}
+
 static gboolean sd_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 				 GError **error)
 {
@@ -373,15 +411,33 @@ static gboolean sd_get_effective(VsCgroup *cg, VsCpuSet *cpus, VsCpuSet *mems,
 	if (p->cpuset1)
 		return p->cpuset1->ops->get_effective(p->cpuset1, cpus, mems,
 						      error);
-	/* Empty while systemd has no cpuset for the slice (unrestricted). */
+	if (sd_read_effective(p, cpus, mems))
+		return TRUE;
+	/* No cpuset for the slice (unrestricted): ask systemd. */
 	return sd_get_pair(p, "EffectiveCPUs", "EffectiveMemoryNodes", cpus,
 			   mems, error);
 }
 
-/* SetUnitProperties for every unit at once: the calls are all sent, then
- * the replies collected on a private main context (the agent's own loop
- * must not dispatch a new request meanwhile). systemd handles them in
- * order, so the round trips overlap. */
+/* ---- systemd's side: SetUnitProperties -------------------------------- */
+
+static GVariant *sd_props(const VsCpuSet *cpus, const VsCpuSet *mems)
+{
+	GVariantBuilder b;
+
+	g_variant_builder_init(&b, G_VARIANT_TYPE("a(sv)"));
+	if (cpus)
+		g_variant_builder_add(&b, "(sv)", "AllowedCPUs",
+				      set_to_bytes(cpus));
+	if (mems)
+		g_variant_builder_add(&b, "(sv)", "AllowedMemoryNodes",
+				      set_to_bytes(mems));
+	return g_variant_builder_end(&b);
+}
+
+/* Synchronous: SetUnitProperties for every unit at once: the calls are
+ * all sent, then the replies collected on a private main context (the
+ * agent's own loop must not dispatch a new request meanwhile). systemd
+ * handles them in order, so the round trips overlap. */
 typedef struct {
 	const char *unit;
 	guint *pending;
@@ -412,21 +468,13 @@ static gboolean sd_set_units(SdPriv *p, GPtrArray *units, const VsCpuSet *cpus,
 		return FALSE;
 	g_main_context_push_thread_default(ctx);
 	for (guint i = 0; i < units->len; i++) {
-		GVariantBuilder b;
-
-		g_variant_builder_init(&b, G_VARIANT_TYPE("a(sv)"));
-		if (cpus)
-			g_variant_builder_add(&b, "(sv)", "AllowedCPUs",
-					      set_to_bytes(cpus));
-		if (mems)
-			g_variant_builder_add(&b, "(sv)", "AllowedMemoryNodes",
-					      set_to_bytes(mems));
 		replies[i] = (SdReply){ units->pdata[i], &pending, &first };
 		pending++;
 		g_dbus_connection_call(
 			p->bus, SD_NAME, SD_PATH, SD_MANAGER,
 			"SetUnitProperties",
-			g_variant_new("(sba(sv))", units->pdata[i], TRUE, &b),
+			g_variant_new("(sb@a(sv))", units->pdata[i], TRUE,
+				      sd_props(cpus, mems)),
 			G_VARIANT_TYPE("()"), G_DBUS_CALL_FLAGS_NONE,
 			SD_TIMEOUT_MS, NULL, sd_reply, &replies[i]);
 	}
@@ -440,56 +488,310 @@ static gboolean sd_set_units(SdPriv *p, GPtrArray *units, const VsCpuSet *cpus,
 	return TRUE;
 }
 
-/* What a unit is given: the set, or an empty one for "everything" (the
- * units go back to unrestricted, as they were before the agent came). */
-static void sd_target(const VsCpuSet *set, const VsCpuSet *all, VsCpuSet *out)
+/* Asynchronous: the calls go out on the agent's own main context and the
+ * reply to the request does not wait for them. When the last one is
+ * answered, a Get of system.slice's AllowedCPUs (systemd has written the
+ * cgroups once it serves it) checks systemd's value, and each unit's
+ * cpuset files are read back: a write of systemd's in between (its old
+ * value) is undone. */
+typedef struct {
+	SdPriv *p;
+	char *unit;
+} SdAsync;
+
+static void sd_async_free(SdAsync *a)
 {
-	*out = *set;
-	if (vs_cpuset_equal(set, all))
-		vs_cpuset_clear(out);
+	g_free(a->unit);
+	g_free(a);
 }
 
-static gboolean sd_set(VsCgroup *cg, const VsCpuSet *cpus, const VsCpuSet *mems,
-		       GError **error)
+static gboolean sd_unit_cpuset(SdPriv *p, const char *unit, const char *name,
+			       char **path)
 {
-	SdPriv *p = cg->priv;
-	g_autoptr(GPtrArray) units = sd_units(p);
-	VsCpuSet online, nodes, tc, tm, got;
-	gboolean empty, same_c, same_m;
+	*path = g_build_filename(p->hierarchy, unit, name, NULL);
+	return g_file_test(*path, G_FILE_TEST_EXISTS);
+}
 
-	if (!vs_sys_online_cpus(&online, error) ||
-	    !vs_sys_memory_nodes(&nodes, error))
+/* Unit cgroups whose cpuset file @name does not hold @want get it again;
+ * the number rewritten. */
+static guint sd_restore_units(SdPriv *p, const char *name, const VsCpuSet *want)
+{
+	g_autoptr(GPtrArray) units = sd_units(p);
+	g_autofree char *text = vs_cpuset_format(want);
+	guint n = 0;
+
+	for (guint i = 0; i < units->len; i++) {
+		g_autofree char *f = NULL;
+		g_autofree char *v = NULL;
+		VsCpuSet have;
+
+		if (!sd_unit_cpuset(p, units->pdata[i], name, &f))
+			continue;
+		v = vs_read_file(f, NULL);
+		if (v && vs_cpuset_parse(v, &have, NULL) &&
+		    vs_cpuset_equal(&have, want))
+			continue;
+		if (vs_write_file(f, text, NULL))
+			n++;
+	}
+	return n;
+}
+
+static void sd_verified(GObject *src, GAsyncResult *res, gpointer data)
+{
+	SdAsync *a = data;
+	SdPriv *p = a->p;
+	g_autoptr(GError) local = NULL;
+	g_autoptr(GVariant) r = g_dbus_connection_call_finish(
+		G_DBUS_CONNECTION(src), res, &local);
+	g_autoptr(GVariant) v = NULL;
+	VsCpuSet got;
+	guint n;
+
+	p->pending--;
+	if (p->pending || !p->told || p->cpuset1) {
+		sd_async_free(a);
+		return; /* a newer change is on its way, or nothing to check */
+	}
+	if (r)
+		g_variant_get(r, "(v)", &v);
+	if (v && g_variant_is_of_type(v, G_VARIANT_TYPE_BYTESTRING))
+		bytes_to_set(v, &got);
+	if (!v || !vs_cpuset_equal(&got, &p->told_cpus)) {
+		g_warning("systemd: system.slice did not take AllowedCPUs=%s",
+			  local ? local->message : "(another value)");
+		p->told = FALSE;
+	}
+	n = sd_restore_units(p, "cpuset.cpus", &p->told_cpus) +
+	    sd_restore_units(p, "cpuset.mems", &p->told_mems);
+	if (n)
+		g_message("systemd rewrote %u unit cpuset files before it "
+			  "had the new properties: written again",
+			  n);
+	sd_async_free(a);
+}
+
+static void sd_async_reply(GObject *src, GAsyncResult *res, gpointer data)
+{
+	SdAsync *a = data;
+	SdPriv *p = a->p;
+	g_autoptr(GError) local = NULL;
+	g_autoptr(GVariant) v = g_dbus_connection_call_finish(
+		G_DBUS_CONNECTION(src), res, &local);
+
+	if (!v) {
+		g_dbus_error_strip_remote_error(local);
+		g_warning("systemd: %s: %s (asked again at the next change)",
+			  a->unit, local->message);
+		p->told = FALSE;
+	}
+	if (p->pending == 1 && p->told && p->slice_path) {
+		/* the last reply: the barrier and the check (the count
+		 * stays up for it) */
+		g_dbus_connection_call(
+			G_DBUS_CONNECTION(src), SD_NAME, p->slice_path,
+			"org.freedesktop.DBus.Properties", "Get",
+			g_variant_new("(ss)", "org.freedesktop.systemd1.Slice",
+				      "AllowedCPUs"),
+			G_VARIANT_TYPE("(v)"), G_DBUS_CALL_FLAGS_NONE,
+			SD_TIMEOUT_MS, NULL, sd_verified, a);
+		return;
+	}
+	p->pending--;
+	sd_async_free(a);
+}
+
+/* Ask systemd for @cpus / @mems (unit values; NULL: unchanged) on every
+ * unit, without waiting. */
+static gboolean sd_tell(SdPriv *p, GPtrArray *units, const VsCpuSet *cpus,
+			const VsCpuSet *mems, GError **error)
+{
+	if (!sd_bus(p, error))
 		return FALSE;
-	sd_target(cpus, &online, &tc);
-	sd_target(mems, &nodes, &tm);
-	/* Only what changes: each property costs systemd a drop-in file. */
-	same_c = p->cached && vs_cpuset_equal(cpus, &p->cpus);
-	same_m = p->cached && vs_cpuset_equal(mems, &p->mems);
-	p->cached = FALSE; /* unknown until this change is complete */
-	if (!(same_c && same_m) && !sd_set_units(p, units, same_c ? NULL : &tc,
-						 same_m ? NULL : &tm, error))
+	if (!p->slice_path &&
+	    !(p->slice_path = sd_unit_path(p, "system.slice", error)))
 		return FALSE;
-	/* v1: kthreads the cpuset hierarchy refuses (kthreadd) are pinned as
-	 * on v2. */
-	if (p->cpuset1)
-		return p->cpuset1->ops->set(p->cpuset1, cpus, mems, error) &&
-		       sd_pin_root(p, cpus, error);
+	for (guint i = 0; i < units->len; i++) {
+		SdAsync *a = g_new0(SdAsync, 1);
+
+		a->p = p;
+		a->unit = g_strdup(units->pdata[i]);
+		p->pending++;
+		g_dbus_connection_call(
+			p->bus, SD_NAME, SD_PATH, SD_MANAGER,
+			"SetUnitProperties",
+			g_variant_new("(sb@a(sv))", a->unit, TRUE,
+				      sd_props(cpus, mems)),
+			G_VARIANT_TYPE("()"), G_DBUS_CALL_FLAGS_NONE,
+			SD_TIMEOUT_MS, NULL, sd_async_reply, a);
+	}
+	return TRUE;
+}
+
+/* ---- the kernel's side: the units' cpuset files ----------------------- */
+
+/* TRUE if every unit that has a cgroup has its cpuset files, i.e. systemd
+ * enabled cpuset for them (the agent's start-up asks it to). */
+static gboolean sd_direct_ok(SdPriv *p, GPtrArray *units)
+{
+	for (guint i = 0; i < units->len; i++) {
+		g_autofree char *dir =
+			g_build_filename(p->hierarchy, units->pdata[i], NULL);
+		g_autofree char *f = NULL;
+
+		if (g_file_test(dir, G_FILE_TEST_IS_DIR) &&
+		    !sd_unit_cpuset(p, units->pdata[i], "cpuset.cpus", &f))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Write @name (cpuset.cpus or cpuset.mems) of every unit cgroup: the
+ * kernel re-pins their tasks at once. */
+static gboolean sd_write_units(SdPriv *p, GPtrArray *units, const char *name,
+			       const VsCpuSet *set, GError **error)
+{
+	g_autofree char *text = vs_cpuset_format(set);
+
+	for (guint i = 0; i < units->len; i++) {
+		g_autofree char *f = NULL;
+
+		if (sd_unit_cpuset(p, units->pdata[i], name, &f) &&
+		    !vs_write_file(f, text, error))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* What a unit is given: the set, or every possible CPU / node for
+ * "everything" (unrestricted, and cpuset stays enabled on the unit). */
+static void sd_target(const VsCpuSet *set, const VsCpuSet *have,
+		      const VsCpuSet *possible, VsCpuSet *out)
+{
+	*out = vs_cpuset_equal(set, have) ? *possible : *set;
+}
+
+/* The slow path, while the units have no cpuset files yet: systemd
+ * writes them, and the reply waits for it. */
+static gboolean sd_set_sync(SdPriv *p, GPtrArray *units, const VsCpuSet *tc,
+			    const VsCpuSet *tm, GError **error)
+{
+	VsCpuSet got;
+	gboolean empty;
+
+	if (!sd_set_units(p, units, tc, tm, error))
+		return FALSE;
 	/* systemd realises cgroups after replying: a last round trip (which
 	 * it serves after that) makes sure they are written, and checks. */
 	if (!sd_get_set(p, "AllowedCPUs", &got, &empty, error))
 		return FALSE;
-	if (!vs_cpuset_equal(&got, &tc)) {
+	if (!vs_cpuset_equal(&got, tc)) {
 		g_set_error_literal(error, VS_ERROR, VS_ERROR_GENERIC,
 				    "systemd: system.slice did not take the "
 				    "new AllowedCPUs=");
 		return FALSE;
 	}
-	if (!sd_pin_root(p, cpus, error))
+	return TRUE;
+}
+
+/*
+ * v2: the kernel first, systemd after. The units' cpuset files are
+ * written directly (the kernel re-pins every task of the guest in the
+ * time of those writes) and the reply does not wait for systemd; the same
+ * values go to systemd as runtime properties at once, asynchronously, so
+ * systemd's own later writes (daemon-reload, a unit started or
+ * restarted) write them too. Until systemd has them, it could write its
+ * old value back: the check after its last reply undoes that.
+ */
+static gboolean sd_set(VsCgroup *cg, const VsCpuSet *cpus, const VsCpuSet *mems,
+		       GError **error)
+{
+	SdPriv *p = cg->priv;
+	g_autoptr(GPtrArray) units = sd_units(p);
+	g_autoptr(GError) local = NULL;
+	VsCpuSet online, nodes, tc, tm;
+	gboolean same_c, same_m, tell_c, tell_m;
+
+	if (!vs_sys_online_cpus(&online, error) ||
+	    !vs_sys_memory_nodes(&nodes, error))
 		return FALSE;
+	sd_target(cpus, &online, &p->all_cpus, &tc);
+	sd_target(mems, &nodes, &p->all_mems, &tm);
+	same_c = p->cached && vs_cpuset_equal(cpus, &p->cpus);
+	same_m = p->cached && vs_cpuset_equal(mems, &p->mems);
+	tell_c = !p->told || !vs_cpuset_equal(&tc, &p->told_cpus);
+	tell_m = !p->told || !vs_cpuset_equal(&tm, &p->told_mems);
+	p->cached = FALSE; /* unknown until this change is complete */
+	if (p->cpuset1) {
+		/* v1: systemd applies nothing there; its properties record
+		 * the policy. The cpuset hierarchy is the cgroupfs
+		 * backend's. Kthreads it refuses (kthreadd) are pinned. */
+		if (!p->cpuset1->ops->set(p->cpuset1, cpus, mems, error) ||
+		    !sd_pin_root(p, cpus, error))
+			return FALSE;
+	} else if (!sd_direct_ok(p, units)) {
+		if (!sd_set_sync(p, units, &tc, &tm, error) ||
+		    !sd_pin_root(p, cpus, error))
+			return FALSE;
+		tell_c = tell_m = FALSE;
+	} else if ((!same_c &&
+		    !sd_write_units(p, units, "cpuset.cpus", &tc, error)) ||
+		   (!same_m &&
+		    !sd_write_units(p, units, "cpuset.mems", &tm, error)) ||
+		   !sd_pin_root(p, cpus, error)) {
+		return FALSE;
+	}
 	p->cpus = *cpus;
 	p->mems = *mems;
 	p->cached = TRUE;
+	if ((tell_c || tell_m) && !sd_tell(p, units, tell_c ? &tc : NULL,
+					   tell_m ? &tm : NULL, &local)) {
+		/* the kernel has it; systemd is asked again next time */
+		g_warning("%s", local->message);
+		p->told = FALSE;
+		return TRUE;
+	}
+	p->told_cpus = tc;
+	p->told_mems = tm;
+	p->told = TRUE;
 	return TRUE;
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+static void sd_read_possible(const char *f, VsCpuSet *set,
+			     gboolean (*fallback)(VsCpuSet *, GError **))
+{
+	g_autofree char *v = vs_read_file(f, NULL);
+
+	if (!v || !vs_cpuset_parse(v, set, NULL))
+		fallback(set, NULL);
+}
+
+/* v2: cpuset enabled on the top-level units before the first change
+ * (systemd enables it down the tree on first use: 1.4-3.3 s under TCG),
+ * with every possible CPU and node (no restriction), so every take-away
+ * is a write of their cpuset files. Skipped when they have it already
+ * (an agent restart: prepared, or confined as the journal says). */
+static void sd_prepare(SdPriv *p)
+{
+	g_autoptr(GPtrArray) units = sd_units(p);
+	g_autoptr(GError) error = NULL;
+	VsCpuSet cur;
+	gboolean empty;
+
+	if (!sd_get_set(p, "AllowedCPUs", &cur, &empty, &error) ||
+	    (!empty && sd_direct_ok(p, units)) ||
+	    !sd_set_sync(p, units, &p->all_cpus, &p->all_mems, &error)) {
+		if (error)
+			g_warning("cannot prepare the units' cpusets (the "
+				  "first change goes through systemd): %s",
+				  error->message);
+		return;
+	}
+	p->told_cpus = p->all_cpus;
+	p->told_mems = p->all_mems;
+	p->told = TRUE;
 }
 
 static gint sd_count_outside(VsCgroup *cg, GError **error)
@@ -509,6 +811,10 @@ static void sd_free(VsCgroup *cg)
 
 	if (!p)
 		return;
+	/* Their callbacks hold p: let systemd answer (or the calls time
+	 * out) before it goes. */
+	while (p->pending)
+		g_main_context_iteration(NULL, TRUE);
 	g_clear_object(&p->bus);
 	vs_cgroup_free(p->cpuset1);
 	g_free(p->hierarchy);
@@ -583,6 +889,12 @@ VsCgroup *vs_cgroup_systemd_open(GError **error)
 		if (!p->cpuset1)
 			return NULL;
 	}
+	sd_read_possible("/sys/devices/system/cpu/possible", &p->all_cpus,
+			 vs_sys_online_cpus);
+	sd_read_possible("/sys/devices/system/node/possible", &p->all_mems,
+			 vs_sys_memory_nodes);
+	if (!p->cpuset1)
+		sd_prepare(p);
 	cg->scope = g_strdup(p->hierarchy);
 	cg->path = g_strdup(p->cpuset1 ? p->cpuset1->path : p->hierarchy);
 	cg->top = g_strdup(p->cpuset1 ? p->cpuset1->top : p->hierarchy);

@@ -2,12 +2,11 @@
 /* Backend selection and helpers shared by the confinement backends. */
 #include "cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <linux/magic.h>
 #include <string.h>
 #include <sys/vfs.h>
-
-#define PF_KTHREAD 0x00200000
 
 int vs_cgroup_detect(const char *dir, GError **error)
 {
@@ -109,7 +108,7 @@ GArray *vs_cgroup_read_procs(const char *dir, GError **error)
 
 gboolean vs_task_is_kthread(int pid)
 {
-	return (vs_task_flags(pid) & PF_KTHREAD) != 0;
+	return (vs_task_flags(pid) & VS_PF_KTHREAD) != 0;
 }
 
 void vs_foreign_free(gpointer p)
@@ -122,25 +121,49 @@ void vs_foreign_free(gpointer p)
 	g_free(f);
 }
 
+/* The names of @dir's subdirectories. A cgroup directory holds dozens of
+ * interface files: the entry's type (kernfs fills d_type) spares a stat()
+ * of each at every request. */
+static GPtrArray *subdirs(const char *dir)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		g_autofree char *path = NULL;
+
+		if (e->d_name[0] == '.' ||
+		    (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN))
+			continue;
+		path = g_build_filename(dir, e->d_name, NULL);
+		if (e->d_type == DT_DIR ||
+		    g_file_test(path, G_FILE_TEST_IS_DIR))
+			g_ptr_array_add(out, g_strdup(e->d_name));
+	}
+	if (d)
+		closedir(d);
+	return out;
+}
+
 GPtrArray *vs_cgroup_foreign(const char *top, const char *prefix,
 			     gboolean (*skip)(const char *name))
 {
 	GPtrArray *out = g_ptr_array_new_with_free_func(vs_foreign_free);
-	g_autoptr(GDir) d = g_dir_open(top, 0, NULL);
+	g_autoptr(GPtrArray) names = subdirs(top);
 	g_autofree char *cpus = g_strconcat(prefix, "cpus", NULL);
 	g_autofree char *mems = g_strconcat(prefix, "mems", NULL);
-	const char *name;
 
-	while (d && (name = g_dir_read_name(d))) {
-		g_autofree char *dir = g_build_filename(top, name, NULL);
+	for (guint i = 0; i < names->len; i++) {
+		const char *name = names->pdata[i];
 		VsForeign *f;
 
-		if (skip(name) || !g_file_test(dir, G_FILE_TEST_IS_DIR))
+		if (skip(name))
 			continue;
 		f = g_new0(VsForeign, 1);
-		f->cpus = g_build_filename(dir, cpus, NULL);
-		f->mems = g_build_filename(dir, mems, NULL);
-		f->dir = g_steal_pointer(&dir);
+		f->dir = g_build_filename(top, name, NULL);
+		f->cpus = g_build_filename(f->dir, cpus, NULL);
+		f->mems = g_build_filename(f->dir, mems, NULL);
 		g_ptr_array_add(out, f);
 	}
 	return out;
@@ -149,15 +172,14 @@ GPtrArray *vs_cgroup_foreign(const char *top, const char *prefix,
 guint vs_cgroup_count_tasks(const char *dir)
 {
 	g_autoptr(GArray) pids = vs_cgroup_read_procs(dir, NULL);
-	g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+	g_autoptr(GPtrArray) names = subdirs(dir);
 	guint n = pids ? pids->len : 0;
-	const char *name;
 
-	while (d && (name = g_dir_read_name(d))) {
-		g_autofree char *sub = g_build_filename(dir, name, NULL);
+	for (guint i = 0; i < names->len; i++) {
+		g_autofree char *sub =
+			g_build_filename(dir, names->pdata[i], NULL);
 
-		if (g_file_test(sub, G_FILE_TEST_IS_DIR))
-			n += vs_cgroup_count_tasks(sub);
+		n += vs_cgroup_count_tasks(sub);
 	}
 	return n;
 }

@@ -81,6 +81,8 @@ char *vs_cgroup_find_cpuset_root(int *version, GError **error);
 /* The pids in @dir's cgroup.procs. */
 GArray *vs_cgroup_read_procs(const char *dir, GError **error);
 guint64 vs_task_flags(int pid); /* PF_* from /proc/PID/stat, 0 if gone */
+#define VS_PF_KTHREAD	     0x00200000
+#define VS_PF_NO_SETAFFINITY 0x04000000
 gboolean vs_task_is_kthread(int pid);
 /* The top-level directories of @top except those @skip accepts, as
  * VsForeign with the cpuset files named @prefix "cpus" / "mems". */

@@ -30,6 +30,7 @@ typedef struct {
 	char *test_stop;
 	gboolean no_irqs;
 	gboolean no_workqueue;
+	gboolean guest_vcpus;
 	gboolean verbose;
 	gboolean version;
 } Options;
@@ -119,6 +120,11 @@ static gboolean parse_options(int *argc, char ***argv, Options *o,
 		  "leave IRQ affinities alone", NULL },
 		{ "no-workqueue", 0, 0, G_OPTION_ARG_NONE, &o->no_workqueue,
 		  "leave the unbound workqueue cpumask alone", NULL },
+		{ "guest-vcpus", 0, 0, G_OPTION_ARG_NONE, &o->guest_vcpus,
+		  "serve qemu-ga's guest-get-vcpus / guest-set-vcpus by "
+		  "confinement (offline = outside the allocation; the kernel "
+		  "keeps the vCPUs online)",
+		  NULL },
 		{ "test-fault", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING,
 		  &o->test_fault,
 		  "testing: fail set-allocation after STEP "
@@ -181,6 +187,12 @@ static gboolean agent_init(VsAgent *agent, Options *o, GError **error)
 	     !vs_dispatcher_allow_only(agent->disp, o->allow_rpcs, error)) ||
 	    (o->block_rpcs &&
 	     !vs_dispatcher_block(agent->disp, o->block_rpcs, error)))
+		return FALSE;
+	/* qemu-ga's meaning stays the default: these two only on request,
+	 * whatever --allow-rpcs says */
+	if (!o->guest_vcpus &&
+	    !vs_dispatcher_block(agent->disp, "guest-get-vcpus,guest-set-vcpus",
+				 error))
 		return FALSE;
 	agent->cg = vs_cgroup_open(o->backend, o->cgroup_root, error);
 	if (!agent->cg)

@@ -12,7 +12,7 @@ import re
 import sys
 
 TYPES = {"int": "VS_TYPE_INT", "str": "VS_TYPE_STR", "bool": "VS_TYPE_BOOL",
-         "cpulist": "VS_TYPE_CPULIST"}
+         "cpulist": "VS_TYPE_CPULIST", "vcpus": "VS_TYPE_VCPUS"}
 NAME_RE = re.compile(r"^(guest|vshare)-[a-z0-9-]+$")
 
 

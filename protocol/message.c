@@ -33,6 +33,71 @@ static const VsArgSpec *arg_lookup(const VsCommandSpec *spec, const char *name)
 	return NULL;
 }
 
+/* One member of a vCPU entry: present (unless optional) and typed. */
+static gboolean vcpu_member(const char *arg, guint i, JsonObject *o,
+			    const char *name, GType type, gboolean optional,
+			    GError **error)
+{
+	JsonNode *n = json_object_get_member(o, name);
+
+	if (!n && optional)
+		return TRUE;
+	if (!n) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "Parameter '%s[%u].%s' is missing", arg, i, name);
+		return FALSE;
+	}
+	if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != type) {
+		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+			    "Invalid parameter type for '%s[%u].%s', "
+			    "expected: %s",
+			    arg, i, name,
+			    type == G_TYPE_INT64 ? "integer" : "boolean");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* qemu-ga's GuestLogicalProcessor list, with QAPI's wording. */
+static gboolean vcpus_check(const char *arg, JsonArray *arr, GError **error)
+{
+	static const char *const known[] = { "logical-id", "online",
+					     "can-offline" };
+
+	for (guint i = 0; i < json_array_get_length(arr); i++) {
+		JsonNode *e = json_array_get_element(arr, i);
+		JsonObject *o = JSON_NODE_HOLDS_OBJECT(e)
+					? json_node_get_object(e)
+					: NULL;
+		g_autoptr(GList) names = NULL;
+
+		if (!o) {
+			g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+				    "Invalid parameter type for '%s[%u]', "
+				    "expected: object",
+				    arg, i);
+			return FALSE;
+		}
+		names = json_object_get_members(o);
+		for (GList *l = names; l; l = l->next)
+			if (!g_strv_contains(known, l->data)) {
+				g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
+					    "Parameter '%s[%u].%s' is "
+					    "unexpected",
+					    arg, i, (const char *)l->data);
+				return FALSE;
+			}
+		if (!vcpu_member(arg, i, o, "logical-id", G_TYPE_INT64, FALSE,
+				 error) ||
+		    !vcpu_member(arg, i, o, "online", G_TYPE_BOOLEAN, FALSE,
+				 error) ||
+		    !vcpu_member(arg, i, o, "can-offline", G_TYPE_BOOLEAN, TRUE,
+				 error))
+			return FALSE;
+	}
+	return TRUE;
+}
+
 static gboolean arg_check_type(const VsArgSpec *a, JsonNode *node,
 			       GError **error)
 {
@@ -54,6 +119,10 @@ static gboolean arg_check_type(const VsArgSpec *a, JsonNode *node,
 		if (vt != G_TYPE_STRING)
 			want = "string";
 		break;
+	case VS_TYPE_VCPUS:
+		if (!JSON_NODE_HOLDS_ARRAY(node))
+			want = "array";
+		break;
 	}
 	if (want) {
 		g_set_error(error, VS_ERROR, VS_ERROR_GENERIC,
@@ -61,6 +130,8 @@ static gboolean arg_check_type(const VsArgSpec *a, JsonNode *node,
 			    a->name, want);
 		return FALSE;
 	}
+	if (a->type == VS_TYPE_VCPUS)
+		return vcpus_check(a->name, json_node_get_array(node), error);
 	if (a->type == VS_TYPE_CPULIST) {
 		VsCpuSet set;
 		g_autoptr(GError) local = NULL;

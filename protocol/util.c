@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 char *vs_read_file(const char *path, GError **error)
@@ -67,9 +69,20 @@ gboolean vs_task_stat_field(int pid, guint n, guint64 *value)
 	return TRUE;
 }
 
-/* pid -> start time (clock ticks after boot), the pair naming a task. */
+/* pid -> a pidfd of the task (pidfd_open, Linux >= 5.3): it becomes
+ * readable when the task exits, so "still the same task" is one poll()
+ * with no timeout, where reading /proc/PID/stat costs an open, a read of
+ * ~50 formatted fields and a close (a sweep checks every kthread of the
+ * root cgroup at each request). Where no pidfd can be had (old kernel,
+ * out of descriptors) the task's start time (/proc/PID/stat field 22)
+ * names it instead. */
+typedef struct {
+	int fd;	       /* pidfd, or -1 */
+	guint64 start; /* with fd == -1 */
+} TaskId;
+
 struct VsTaskSet {
-	GHashTable *start;
+	GHashTable *tasks; /* pid -> TaskId* */
 };
 
 static gboolean task_start(int pid, guint64 *start)
@@ -77,11 +90,20 @@ static gboolean task_start(int pid, guint64 *start)
 	return vs_task_stat_field(pid, 22, start);
 }
 
+static void task_id_free(gpointer p)
+{
+	TaskId *id = p;
+
+	if (id->fd >= 0)
+		close(id->fd);
+	g_free(id);
+}
+
 VsTaskSet *vs_task_set_new(void)
 {
 	VsTaskSet *set = g_new0(VsTaskSet, 1);
 
-	set->start = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+	set->tasks = g_hash_table_new_full(NULL, NULL, NULL, task_id_free);
 	return set;
 }
 
@@ -89,31 +111,75 @@ void vs_task_set_free(VsTaskSet *set)
 {
 	if (!set)
 		return;
-	g_hash_table_unref(set->start);
+	g_hash_table_unref(set->tasks);
 	g_free(set);
 }
 
+/* The pidfd first: if the task behind it exits before its start time is
+ * read, it reads as gone at the next check, and the pid is looked at
+ * again. */
 void vs_task_set_add(VsTaskSet *set, int pid)
 {
-	guint64 start;
+	TaskId *id = g_new0(TaskId, 1);
 
-	if (task_start(pid, &start))
-		g_hash_table_replace(set->start, GINT_TO_POINTER(pid),
-				     g_memdup2(&start, sizeof(start)));
+	id->fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (!task_start(pid, &id->start)) {
+		task_id_free(id);
+		return;
+	}
+	g_hash_table_replace(set->tasks, GINT_TO_POINTER(pid), id);
+}
+
+static gboolean task_alive(const TaskId *id, int pid)
+{
+	struct pollfd pfd = { .fd = id->fd, .events = POLLIN };
+	guint64 now;
+
+	if (id->fd < 0)
+		return task_start(pid, &now) && now == id->start;
+	return poll(&pfd, 1, 0) == 0;
 }
 
 gboolean vs_task_set_contains(VsTaskSet *set, int pid)
 {
-	const guint64 *had =
-		g_hash_table_lookup(set->start, GINT_TO_POINTER(pid));
-	guint64 now;
+	const TaskId *id =
+		g_hash_table_lookup(set->tasks, GINT_TO_POINTER(pid));
 
-	if (!had)
+	if (!id)
 		return FALSE;
-	if (task_start(pid, &now) && now == *had)
+	if (task_alive(id, pid))
 		return TRUE;
-	g_hash_table_remove(set->start, GINT_TO_POINTER(pid));
+	g_hash_table_remove(set->tasks, GINT_TO_POINTER(pid));
 	return FALSE;
+}
+
+/* Every pidfd in one poll(): one system call for the whole set. */
+static void prune_exited(VsTaskSet *set)
+{
+	guint n = g_hash_table_size(set->tasks), i = 0;
+	g_autofree struct pollfd *pfd = g_new0(struct pollfd, n ? n : 1);
+	g_autofree int *pids = g_new0(int, n ? n : 1);
+	GHashTableIter it;
+	gpointer key, value;
+
+	g_hash_table_iter_init(&it, set->tasks);
+	while (g_hash_table_iter_next(&it, &key, &value)) {
+		TaskId *id = value;
+
+		if (id->fd < 0) {
+			if (!task_alive(id, GPOINTER_TO_INT(key)))
+				g_hash_table_iter_remove(&it);
+			continue;
+		}
+		pfd[i] = (struct pollfd){ .fd = id->fd, .events = POLLIN };
+		pids[i++] = GPOINTER_TO_INT(key);
+	}
+	if (i == 0 || poll(pfd, i, 0) <= 0)
+		return;
+	for (guint j = 0; j < i; j++)
+		if (pfd[j].revents)
+			g_hash_table_remove(set->tasks,
+					    GINT_TO_POINTER(pids[j]));
 }
 
 void vs_task_set_prune(VsTaskSet *set, const GArray *pids)
@@ -125,13 +191,19 @@ void vs_task_set_prune(VsTaskSet *set, const GArray *pids)
 	for (guint i = 0; i < pids->len; i++)
 		g_hash_table_add(seen,
 				 GINT_TO_POINTER(g_array_index(pids, int, i)));
-	g_hash_table_iter_init(&it, set->start);
+	g_hash_table_iter_init(&it, set->tasks);
 	while (g_hash_table_iter_next(&it, &pid, NULL))
 		if (!g_hash_table_contains(seen, pid))
 			g_hash_table_iter_remove(&it);
+	prune_exited(set);
+}
+
+gboolean vs_task_set_has(VsTaskSet *set, int pid)
+{
+	return g_hash_table_contains(set->tasks, GINT_TO_POINTER(pid));
 }
 
 guint vs_task_set_size(VsTaskSet *set)
 {
-	return g_hash_table_size(set->start);
+	return g_hash_table_size(set->tasks);
 }

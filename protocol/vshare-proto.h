@@ -80,6 +80,7 @@ typedef enum {
 	VS_TYPE_STR,
 	VS_TYPE_BOOL,
 	VS_TYPE_CPULIST,
+	VS_TYPE_VCPUS, /* [{"logical-id": int, "online": bool, ...}] */
 } VsArgType;
 
 typedef struct {
@@ -168,8 +169,9 @@ gboolean vs_write_file(const char *path, const char *text, GError **error);
  * flags, 22 = starttime); FALSE when the task is gone. */
 gboolean vs_task_stat_field(int pid, guint n, guint64 *value);
 
-/* A set of tasks, not of pids: each pid is kept with its start time, so a
- * pid the kernel gives to a new task is not taken for the old one. */
+/* A set of tasks, not of pids: each pid is kept with a pidfd (or, where
+ * none can be had, its start time), so a pid the kernel gives to a new
+ * task is not taken for the old one. */
 typedef struct VsTaskSet VsTaskSet;
 VsTaskSet *vs_task_set_new(void);
 void vs_task_set_free(VsTaskSet *set);
@@ -178,8 +180,12 @@ void vs_task_set_add(VsTaskSet *set, int pid);
 /* TRUE if @pid is still the task that was added; a pid whose task exited
  * or was reused is forgotten. */
 gboolean vs_task_set_contains(VsTaskSet *set, int pid);
-/* Forget every pid that is not in @pids (an array of int). */
+/* Forget every pid that is not in @pids (an array of int) and every task
+ * that exited (one poll() for all the pidfds). */
 void vs_task_set_prune(VsTaskSet *set, const GArray *pids);
+/* @pid as of the last prune, without looking at the task again: for a
+ * loop over the pids just listed and pruned with. */
+gboolean vs_task_set_has(VsTaskSet *set, int pid);
 guint vs_task_set_size(VsTaskSet *set);
 
 G_END_DECLS

@@ -28,6 +28,7 @@ stage_agent() {
 	stage_man "$1" "$repo/agent/vshare-agent.8"
 	install -D -m 0644 "$repo/agent/systemd/vshare-agent.service" "$1/lib/systemd/system/vshare-agent.service"
 	install -D -m 0644 "$repo/agent/udev/60-vshare-agent.rules" "$1/lib/udev/rules.d/60-vshare-agent.rules"
+	install -D -m 0644 "$repo/agent/systemd/guest-vcpus.conf" "$1/usr/share/doc/vshare-agent/examples/guest-vcpus.conf"
 	install -m 0755 "$here/postinst" "$1/DEBIAN/postinst"
 }
 

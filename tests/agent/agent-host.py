@@ -339,6 +339,94 @@ def check_bad_journals(t, sc, state, ncpu):
         t.eq(a.stop(), 0, f"malformed journal ({what}): clean exit")
 
 
+def check_guest_vcpus(t, sc, state, ncpu):
+    """qemu-ga's guest-get-vcpus / guest-set-vcpus, served by confinement
+    only with --guest-vcpus, with qemu-ga's checks and texts."""
+    last = ncpu - 1
+    full = f"0-{last}"
+
+    def err(cl, vcpus):
+        try:
+            return cl.call("guest-set-vcpus", vcpus=vcpus)
+        except AgentError as e:
+            return e
+
+    def vc(i, on):
+        return {"logical-id": i, "online": on}
+
+    a = Agent(sc, state)
+    e = err(a.client, [vc(last, False)])
+    en = {c["name"]: c["enabled"] for c in
+          a.client.call("guest-info")["supported_commands"]}
+    t.ok(isinstance(e, AgentError) and e.cls == "CommandNotFound" and
+         not en["guest-get-vcpus"] and not en["guest-set-vcpus"],
+         "without --guest-vcpus the vCPU commands are disabled "
+         "(qemu-ga keeps their meaning)", e)
+    a.stop()
+    a = Agent(sc, state, "--guest-vcpus")
+    cl = a.client
+    got = cl.call("guest-get-vcpus")
+    switch = {i: os.path.exists(f"/sys/devices/system/cpu/cpu{i}/online")
+              for i in range(ncpu)}
+    t.eq(got, [{"logical-id": i, "online": True, "can-offline": switch[i]}
+               for i in range(ncpu)],
+         "guest-get-vcpus: every vCPU online, can-offline as qemu-ga")
+    t.eq(cl.call("guest-set-vcpus", vcpus=[]), 0, "an empty list: 0")
+    if ncpu < 2 or not switch[last]:
+        t.diag(f"skipped the take-away checks: cpu{last} has no online "
+               "switch")
+        a.stop()
+        return
+    t.eq(cl.call("guest-set-vcpus", vcpus=[vc(last, False)]), 1,
+         f"guest-set-vcpus offlines vCPU {last}: 1 processed")
+    rest = "0" if last == 1 else f"0-{last - 1}"
+    t.ok(all(allowed(p.pid) == rest for p in sc.procs) and
+         read(f"/sys/devices/system/cpu/cpu{last}/online") == "1",
+         f"served by confinement: every task on {rest}, the kernel keeps "
+         f"cpu{last} online")
+    t.eq([x["online"] for x in cl.call("guest-get-vcpus")],
+         [i != last for i in range(ncpu)],
+         f"guest-get-vcpus: vCPU {last} reads offline")
+    e = err(cl, [vc(ncpu + 40, False)])
+    t.ok(isinstance(e, AgentError) and e.cls == "GenericError" and
+         e.desc == f'open("/sys/devices/system/cpu/cpu{ncpu + 40}/"): '
+                   "No such file or directory",
+         "an unknown id: qemu-ga's error", e)
+    if not switch[0]:
+        e = err(cl, [vc(0, False)])
+        t.ok(isinstance(e, AgentError) and
+             e.desc == "logical processor #0 can't be offlined",
+             "vCPU 0: qemu-ga's error", e)
+    for vcpus, why, want in (
+            ("x", "not an array",
+             "Invalid parameter type for 'vcpus', expected: array"),
+            ([{"online": False}], "no logical-id",
+             "Parameter 'vcpus[0].logical-id' is missing"),
+            ([{"logical-id": 1, "online": 0}], "a non-boolean online",
+             "Invalid parameter type for 'vcpus[0].online', "
+             "expected: boolean"),
+            ([{"logical-id": 1, "online": True, "x": 1}], "an unknown key",
+             "Parameter 'vcpus[0].x' is unexpected")):
+        e = err(cl, vcpus)
+        t.ok(isinstance(e, AgentError) and e.desc == want,
+             f"argument check, {why}: {want}", e)
+    # the checked prefix is applied; the error after it is dropped
+    t.eq(cl.call("guest-set-vcpus", vcpus=[vc(last, True),
+                                           vc(ncpu + 40, True)]), 1,
+         "a bad entry after a good one: the prefix (1) is applied")
+    t.ok(all(allowed(p.pid) == full for p in sc.procs),
+         f"vCPU {last} given back")
+    cl.call("vshare-set-allocation", cpus=str(last))
+    e = err(cl, [vc(last, False)])
+    t.ok(isinstance(e, AgentError) and
+         e.desc == f"logical processor #{last} can't be offlined" and
+         all(allowed(p.pid) == str(last) for p in sc.procs),
+         "offlining the last vCPU of the allocation is refused, "
+         "nothing changes", e)
+    cl.call("vshare-set-allocation", cpus=full)
+    t.eq(a.stop(), 0, "--guest-vcpus: clean exit, no leaks (ASan)")
+
+
 def main():
     t = Tap()
     if os.geteuid() != 0:
@@ -426,6 +514,7 @@ def run(t, sc, state, version, ncpu):
     check_foreign(t, sc, state, ncpu)
     check_unit_caps(t, sc, state, ncpu)
     check_bad_journals(t, sc, state, ncpu)
+    check_guest_vcpus(t, sc, state, ncpu)
     # Give everything back, then exit.
     a = Agent(sc, state)
     a.client.call("vshare-set-allocation", cpus=f"0-{ncpu - 1}")
@@ -444,11 +533,14 @@ def run(t, sc, state, version, ncpu):
     if not shutil.which("valgrind"):
         t.ok(False, "valgrind installed")
         return
-    a = Agent(sc, state, wrapper=(
+    a = Agent(sc, state, "--guest-vcpus", wrapper=(
         "valgrind", "--error-exitcode=99", "--leak-check=full",
         "--errors-for-leak-kinds=definite", "-q"),
         agent=os.path.join(REPO, "build", "rel", "vshare-agent"))
     a.client.call("vshare-get-topology")
+    a.client.call("guest-get-vcpus")
+    a.client.call_raw(b'{"execute":"guest-set-vcpus","arguments":'
+                      b'{"vcpus":[{"logical-id":99,"online":false}]}}\n')
     a.client.call("vshare-set-allocation", cpus=last)
     a.client.call("vshare-get-cpu-stats")
     a.client.call_raw(b'{"execute":"nope"}\n')

@@ -15,6 +15,9 @@ BENCH cpu_freed_ms         request -> the lent vCPU thread idle on the host
 BENCH hotplug_latency_ms   device_del + device_add + online
 BENCH hotplug_cpu_freed_ms request -> the unplugged vCPU thread gone/idle
 BENCH lend_vs_hotplug_ratio
+
+--smoke (make check): one lend each way; the figures are printed, not
+judged.
 """
 import argparse
 import os
@@ -115,7 +118,11 @@ def hotplug(args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--smoke", action="store_true",
+                    help="one lend each way")
     args = ap.parse_args()
+    if args.smoke:
+        args.repeat = 1
     ctl = Ctl(binary=os.path.join(REPO, "build", "rel", "vsharectl"))
     g = boot_pair(ctl)
     try:

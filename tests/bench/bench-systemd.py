@@ -8,6 +8,11 @@ give-back through the agent, against qemu-ga's guest-set-vcpus offlining
 and onlining the same two. Latency is measured on the host, request sent to
 reply received, median of --repeat runs. Prints `BENCH <name> <value>
 <unit>` lines; only the ratios mean anything under TCG.
+
+The first take-away after boot is timed on its own
+(systemd_first_takeaway_ms, against the median of the later ones), and the
+memory of both agents is read from /proc/PID/smaps_rollup. --smoke (make
+check): one repetition at 100 tasks; the figures are printed, not judged.
 """
 import argparse
 import os
@@ -23,15 +28,19 @@ sys.path.insert(0, os.path.join(REPO, "tests", "image"))
 sys.path.insert(0, os.path.join(REPO, "tests", "vm"))
 from debian_vm import DebianGuest, build_image  # noqa: E402
 from vshare_vm import AgentClient, Shape  # noqa: E402
-from bench import (agent_cycles, bench, print_agent_runs,  # noqa: E402
-                   print_qga_runs, qga_cycles)
+from bench import (agent_cycles, bench, bench_memory,  # noqa: E402
+                   print_agent_runs, print_qga_runs, qga_cycles, timed)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true",
+                    help="one repetition at 100 tasks")
     a = ap.parse_args()
+    if a.smoke:
+        a.repeat, a.tasks = 1, 100
     img = build_image()
     deb = subprocess.run([os.path.join(REPO, "packaging", "deb",
                                        "build.sh"), "agent"],
@@ -63,6 +72,8 @@ def main():
         print(f"# Debian guest up in {g.boot_seconds:.1f} s ({g.shape}, "
               f"backend {backend['backend']}, cgroup v{backend['version']},"
               f" {n} tasks, TCG)", flush=True)
+        first = timed(lambda: ag.call("vshare-set-allocation", cpus="0-1"))
+        ag.call("vshare-set-allocation", cpus="0-3")
         tk, gb, steps = agent_cycles(ag, dict(cpus="0-1"), dict(cpus="0-3"),
                                      a.repeat)
         off, on = qga_cycles(qga, [2, 3], a.repeat)
@@ -70,6 +81,7 @@ def main():
         qoff, qon = statistics.median(off), statistics.median(on)
         print_agent_runs(tk, gb, steps)
         print_qga_runs(off, on)
+        bench("systemd_first_takeaway_ms", f"{first:.1f}", "ms")
         bench("systemd_takeaway_ms", f"{take:.1f}", "ms")
         bench("systemd_giveback_ms", f"{give:.1f}", "ms")
         bench("systemd_qga_offline_ms", f"{qoff:.1f}", "ms")
@@ -78,6 +90,8 @@ def main():
               "ratio")
         bench("systemd_giveback_vs_qga_online_ratio", f"{give / qon:.3f}",
               "ratio")
+        bench_memory(g, g.shell.out("pidof vshare-agent"),
+                     g.shell.out("pidof qemu-ga"), prefix="systemd_")
 
 
 if __name__ == "__main__":

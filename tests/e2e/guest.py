@@ -198,10 +198,11 @@ def main():
         t.diag(g.console()[-3000:])
         t.done()
     try:
-        run(t, g, a)
-    except Exception as e:  # a crash of the test itself is a failure
-        t.ok(False, "test ran to the end", repr(e))
-        t.diag(g.shell.out("tail -20 /run/agent.log") if g.shell else "")
+        # a timeout or a crash of the test itself is a failure, and the
+        # plan is still printed
+        with t.section("the checks", lambda: g.shell.out(
+                "tail -20 /run/agent.log") if g.shell else g.console()[-3000:]):
+            run(t, g, a)
     finally:
         g.stop()
     t.done()
@@ -286,7 +287,8 @@ def run(t, g, a):
     t.ok(alloc["cpus"] == "0-1" and alloc["mems"] == "0" and
          not alloc["full"], "get-allocation reports it", alloc)
     # a new process started now inherits the allocation
-    newp = g.shell.out("sleep 100000 & p=$!; sleep 0.2; "
+    # (the mask is the parent's from fork on: nothing to wait for)
+    newp = g.shell.out("sleep 100000 & p=$!; "
                        "grep Cpus_allowed_list /proc/$p/status")
     t.ok(newp.endswith("0-1"), "a new process inherits it", newp)
 
@@ -316,8 +318,10 @@ def run(t, g, a):
     # -- host disconnects and reconnects; no spinning while away
     pid = g.shell.out("pidof vshare-agent")
     ctx = f"grep ctxt_switches /proc/{pid}/status | awk '{{s+=$2}} END {{print s}}'"
+    log0 = int(g.shell.out("wc -l < /run/agent.log"))
     ag.ls.close()
-    time.sleep(0.5)
+    g.shell.out(until(f"tail -n +{log0 + 1} /run/agent.log | "
+                      "grep -q 'host disconnected'", 60), timeout=120)
     c0 = int(g.shell.out(ctx))
     time.sleep(3)
     c1 = int(g.shell.out(ctx))

@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -91,9 +90,59 @@ def show(g, units=UNITS, props="AllowedCPUs,AllowedMemoryNodes"):
     return out
 
 
+def show_until(g, want, units=UNITS, timeout=60):
+    """systemctl show until every unit named in @want has the values in
+    its dict (systemd gets the properties asynchronously, after the
+    agent's reply); the last show, and whether it got there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sh = show(g, units, props="AllowedCPUs,AllowedMemoryNodes,"
+                                  "EffectiveCPUs,EffectiveMemoryNodes")
+        ok = all(sh[u].get(k) == v for u, kv in want.items()
+                 for k, v in kv.items())
+        if ok or time.monotonic() > deadline:
+            return sh, ok
+        time.sleep(0.5)
+
+
+def kernel_cpus(g, units=("system.slice", "user.slice", "init.scope")):
+    """The units' cpuset.cpus as the kernel has them."""
+    return {u: g.shell.out(f"cat /sys/fs/cgroup/{u}/cpuset.cpus "
+                           "2>/dev/null || echo none") for u in units}
+
+
 class Checks:
     def __init__(self, t, g):
         self.t, self.g = t, g
+
+    def agree(self, cpus, mems, what, allowed=None):
+        """systemctl show and the kernel agree: the top-level units'
+        AllowedCPUs= / AllowedMemoryNodes= (@allowed: their text, default
+        the sets), system.slice's effective sets, and each unit's
+        cpuset.cpus. Then the tasks (confined())."""
+        fmt, fmt_m = squash(cpus), squash(mems)
+        ac, am = allowed or (fmt, fmt_m)
+        if allowed is None and cpus == parse_list(self.g.shell.out(
+                "cat /sys/devices/system/cpu/online")):
+            # everything: the units hold every possible CPU and node
+            ac, am = self.g.shell.out(
+                "cat /sys/devices/system/cpu/possible "
+                "/sys/devices/system/node/possible").split()
+        top = [u for u in UNITS.split() if u != "-.slice"]
+        want = {u: {"AllowedCPUs": ac, "AllowedMemoryNodes": am}
+                for u in top}
+        want["system.slice"].update(EffectiveCPUs=squash(cpus),
+                                    EffectiveMemoryNodes=squash(mems))
+        sh, ok = show_until(self.g, want)
+        kc = kernel_cpus(self.g)
+        # (a unit without a cgroup, e.g. user.slice with nobody logged
+        # in, has no files: systemd starts it with its properties)
+        self.t.ok(ok and kc["system.slice"] == ac and
+                  all(v in (ac, "none") for v in kc.values()),
+                  f"{what}: systemctl show and the kernel agree "
+                  f"(AllowedCPUs={ac} AllowedMemoryNodes={am}, effective "
+                  f"{fmt}/{fmt_m})", f"show: {sh}\nkernel: {kc}")
+        return sh
 
     def confined(self, cpus, mems, what, before=None):
         """Every user task (and every unbound kthread that may be pinned)
@@ -126,6 +175,19 @@ class Checks:
         return tasks
 
 
+def squash(ids):
+    """{0, 1, 2, 5} -> "0-2,5" (the kernel's and systemd's list form)."""
+    out, ids = [], sorted(ids)
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        out.append(f"{ids[i]}-{ids[j]}" if j > i else f"{ids[i]}")
+        i = j + 1
+    return ",".join(out)
+
+
 def wait_active(g, unit, timeout=120):
     """Poll by wall clock: under TCG one systemctl call can take 0.5 s."""
     return g.shell.run(f"end=$(($(date +%s) + {timeout})); while "
@@ -150,6 +212,7 @@ def agent_restarted(g, a, old_pid):
 def boot_v2(t, g, a):
     c = Checks(t, g)
     t.eq(g.shell.out("cat /proc/1/comm"), "systemd", "PID 1 is systemd")
+    t.diag(g.shell.out("systemctl --version | head -1"))
     st = g.shell.out("cloud-init status --wait --long", timeout=600)
     t.ok("status: done" in st and "error" not in st.lower(),
          "cloud-init finished without errors", st)
@@ -198,6 +261,10 @@ def boot_v2(t, g, a):
                 f"until [ -n \"$(cat {FOREIGN}/cgroup.procs)\" ]; do "
                 "[ $(date +%s) -lt $end ] || exit 1; sleep 0.2; done")
     knobs0 = g.shell.out(KNOBS)
+    # At start the agent asked systemd for cpuset on the top-level units
+    # with every possible CPU and node: unrestricted, and the cpuset files
+    # are there for the first take-away.
+    c.agree({0, 1}, {0, 1}, "at start (cpuset prepared on the units)")
     props0 = show(g)
     before = scan(g)
 
@@ -218,15 +285,8 @@ def boot_v2(t, g, a):
          f"take-away through systemd in {rep['elapsed-us'] / 1000:.1f} ms: "
          f"0 tasks moved, {rep['unmovable-kthreads']} per-CPU kthreads, "
          f"IRQs set {rep['irqs-set']} refused {rep['irqs-refused']}", rep)
-    sh = show(g, props="AllowedCPUs,AllowedMemoryNodes,EffectiveCPUs,"
-                       "EffectiveMemoryNodes")
-    top = [u for u in UNITS.split() if u != "-.slice"]
-    t.ok(all(sh[u]["AllowedCPUs"] == "0" and
-             sh[u]["AllowedMemoryNodes"] == "0" for u in top) and
-         sh["system.slice"]["EffectiveCPUs"] == "0" and
-         sh["system.slice"]["EffectiveMemoryNodes"] == "0",
-         "systemctl show: AllowedCPUs=0 AllowedMemoryNodes=0 on "
-         f"{', '.join(top)}, in effect", sh)
+    t.diag(f"first take-away steps (us): {rep['steps-us']}")
+    c.agree({0}, {0}, "take-away")
     t.ok(g.shell.run("test -s /run/systemd/system.control/system.slice.d/"
                      "50-AllowedCPUs.conf")[0] == 0,
          "runtime drop-ins, nothing under /etc")
@@ -246,9 +306,18 @@ def boot_v2(t, g, a):
          late)
 
     g.shell.out("systemctl daemon-reload", timeout=120)
-    t.ok(show(g)["system.slice"]["AllowedCPUs"] == "0",
-         "daemon-reload keeps the properties")
+    c.agree({0}, {0}, "after daemon-reload")
     c.confined({0}, {0}, "after daemon-reload", before)
+
+    # systemd realises a restarted unit's cgroup again: still confined
+    early0 = g.shell.out("systemctl show -p MainPID --value vshare-early")
+    g.shell.out("systemctl restart vshare-early", timeout=120)
+    early = g.shell.out("p=$(systemctl show -p MainPID --value "
+                        "vshare-early); echo $p; grep Cpus_allowed_list "
+                        "/proc/$p/status")
+    t.ok(early.split()[0] != early0 and early.endswith("\t0"),
+         "a restarted unit's new process is confined", early)
+    c.agree({0}, {0}, "after restarting a unit")
 
     pid0 = g.shell.out("pidof vshare-agent")
     g.shell.out("systemctl restart vshare-agent")
@@ -259,6 +328,8 @@ def boot_v2(t, g, a):
          own.endswith("\t0"),
          "the agent restarts inside the confined system.slice and keeps "
          f"the allocation ({own.split()[-1]})", al)
+    c.agree({0}, {0}, "after an agent restart")
+    c.confined({0}, {0}, "after an agent restart")
 
     # All-or-nothing: an agent that fails after the cgroup step (a
     # runtime drop-in adds --test-fault) changes nothing.
@@ -275,23 +346,28 @@ def boot_v2(t, g, a):
     except AgentError as e:
         t.ok("injected" in e.desc, f"an injected failure is reported: "
              f"{e.desc}")
-    t.ok(show(g)["system.slice"]["AllowedCPUs"] == "0" and
-         g.shell.out(KNOBS) == knobs1,
-         "after the failure: units, IRQs and workqueue mask as before")
+    sh, ok = show_until(g, {"system.slice": {"AllowedCPUs": "0"}})
+    t.ok(ok and g.shell.out(KNOBS) == knobs1 and
+         kernel_cpus(g)["system.slice"] == "0",
+         "after the failure: units, IRQs and workqueue mask as before", sh)
     c.confined({0}, {0}, "after the failure")
     g.shell.out(f"rm -r {d} && systemctl daemon-reload && "
                 "systemctl restart vshare-agent")
     agent_restarted(g, a, pid2)
 
     rep = a.call("vshare-set-allocation", cpus="0-1", mems="0-1")
+    c.agree({0, 1}, {0, 1}, "give-back")
     t.ok(rep["cpus"] == "0-1" and show(g) == props0,
          "give-back: the units' properties are as before", show(g))
     t.eq(g.shell.out(KNOBS), knobs0,
          "give-back: IRQ affinities and workqueue mask as before")
     c.confined({0, 1}, {0, 1}, "given back", before)
-    t.ok(g.shell.run(f"test -z \"$(cat {FOREIGN}/cpuset.cpus "
-                     "2>/dev/null)\"")[0] == 0,
-         "give-back: the foreign cgroup inherits everything again")
+    # (v2 refuses an empty set again on a cgroup with tasks: the agent
+    # writes every possible CPU / node, which restricts nothing)
+    fc = g.shell.out(f"cat {FOREIGN}/cpuset.cpus.effective "
+                     f"{FOREIGN}/cpuset.mems.effective")
+    t.eq(fc.split(), ["0-1", "0-1"],
+         "give-back: the foreign cgroup is unrestricted again")
     tasks = scan(g)
     t.ok(all(x.cpus == {0, 1} for x in tasks.values() if not x.kthread),
          "given back: every user task may use both CPUs again")
@@ -314,15 +390,18 @@ def boot_v1(t, g, a):
          "the agent answers: systemd backend, cgroup v1", topo["cgroup"])
     t.ok(a.call("vshare-get-allocation")["full"],
          "a reboot starts with everything (the allocation lived in /run)")
+    sh = show(g)
+    t.ok(all(sh[u]["AllowedCPUs"] in ("", "0-1") for u in sh),
+         "after the reboot systemctl show restricts no unit", sh)
+    c.confined({0, 1}, {0, 1}, "after the reboot")
     g.shell.out("systemd-run -q --unit=vshare-early sleep 100000")
     knobs0 = g.shell.out(KNOBS)
     before = scan(g)
     rep = a.call("vshare-set-allocation", cpus="1", mems="0")
     t.ok(rep["cpus"] == "1", f"v1 take-away in "
          f"{rep['elapsed-us'] / 1000:.1f} ms", rep)
-    sh = show(g)
-    t.ok(sh["system.slice"]["AllowedCPUs"] == "1",
-         "systemctl show: AllowedCPUs=1 recorded on system.slice", sh)
+    sh, ok = show_until(g, {"system.slice": {"AllowedCPUs": "1"}})
+    t.ok(ok, "systemctl show: AllowedCPUs=1 recorded on system.slice", sh)
     c.confined({1}, {0}, "v1 confined", before)
     g.shell.out("systemd-run -q --unit=vshare-late sleep 100000")
     late = g.shell.out("grep Cpus_allowed_list /proc/$(systemctl show -p "
@@ -343,8 +422,10 @@ def main():
     except RuntimeError as e:
         t.ok(False, "Debian image builds", str(e))
         t.done()
-    t.ok(True, f"Debian bookworm image ready ({time.monotonic() - t0:.0f} s,"
-         " cached by recipe hash)")
+    files = [f for f in ("disk.raw", "vmlinuz", "initrd.img", ".ready")
+             if not os.path.exists(os.path.join(img, f))]
+    t.ok(not files, f"Debian bookworm image ready ({time.monotonic() - t0:.0f}"
+         " s, cached by recipe hash)", f"missing in {img}: {files}")
     p = subprocess.run([os.path.join(REPO, "packaging", "deb", "build.sh"),
                         "agent"],
                        capture_output=True, text=True, check=True)
@@ -356,20 +437,26 @@ def main():
                     shape=Shape(2, 1, mem_mb=512, vmem_max_mb=512,
                                 vmem_mb=128))
     a = AgentClient(g.path("agent.sock"))
-    try:
-        g.start(timeout=400)
-        t.ok(True, f"boots to the shell channel ({g.boot_seconds:.0f} s)")
-        boot_v2(t, g, a)
-        g.poweroff()
-        g.extra_append = "systemd.unified_cgroup_hierarchy=0"
-        g.start(timeout=400)
-        t.ok(True, f"reboots from the same disk ({g.boot_seconds:.0f} s)")
-        boot_v1(t, g, a)
-    except Exception as e:  # a broken guest is a failure, not a crash
-        t.ok(False, f"the test ran to its end: {type(e).__name__}",
-             traceback.format_exc() + "\nconsole:\n" + g.console()[-3000:])
-    finally:
-        g.stop()
+    # a timeout or a broken guest is a failure, not a crash: `not ok`
+    # and the plan
+    with t.section("the checks", lambda: "console:\n" + g.console()[-3000:]):
+        try:
+            g.start(timeout=400)
+            boot0 = g.shell.out("cat /proc/sys/kernel/random/boot_id")
+            t.ok(len(boot0) == 36, f"boots to the shell channel "
+                 f"({g.boot_seconds:.0f} s, boot id {boot0[:8]})", boot0)
+            boot_v2(t, g, a)
+            g.poweroff()
+            g.extra_append = "systemd.unified_cgroup_hierarchy=0"
+            g.start(timeout=400)
+            boot1 = g.shell.out("cat /proc/sys/kernel/random/boot_id")
+            t.ok(boot1 != boot0 and g.shell.run(
+                "dpkg-query -W vshare-agent")[0] == 0,
+                 f"reboots from the same disk ({g.boot_seconds:.0f} s, "
+                 "a new boot id, the package still installed)", boot1)
+            boot_v1(t, g, a)
+        finally:
+            g.stop()
     t.diag(f"wall time {time.monotonic() - t0:.0f} s")
     t.done()
 

@@ -56,48 +56,59 @@ def main():
     g = Guest(Shape(2, 2), kernel=kernel, cgroup="v2",
               extra_append="schedstats=enable")
     try:
-        g.start()
-        t.ok(True, f"boots as a 2-node guest ({g.boot_seconds:.1f} s)")
-        topo = g.agent.call("vshare-get-topology")
-        t.ok(len(topo["nodes"]) == 2 and topo["online-cpus"] == "0-3",
-             "the agent answers: 2 nodes, 4 vCPUs", topo)
-        rep = g.agent.call("vshare-set-allocation", cpus="0-1", mems="0")
-        back = g.agent.call("vshare-set-allocation", cpus="0-3",
-                            mems="0-1")
-        t.ok(rep["cpus"] == "0-1" and back["cpus"] == "0-3",
-             "take-away and give-back work on the patched kernel")
-        console = g.console()
-        # KUnit logs at KERN_INFO: `quiet` keeps it off the console
-        cases, suite_ok = ktap_suite(g.shell.out("dmesg"), "vshare-sched")
-        want = {"idle_preempt_off_and_on", "idle_preempt_auto",
-                "sis_node_longest_idle", "ni_node_keep"}
-        t.ok(set(cases) == want and all(cases.values()) and suite_ok,
-             f"KUnit vshare-sched: {sum(cases.values())}/{len(want)} "
-             "cases pass (KTAP from the boot log)", cases)
-        g.shell.run("mount -t debugfs none /sys/kernel/debug 2>/dev/null")
-        feats = g.shell.out(f"cat {FEATURES}").split()
-        t.ok("SIS_NODE" in feats and "NI_NODE_KEEP" in feats,
-             "sched features SIS_NODE and NI_NODE_KEEP on by default",
-             feats)
-        g.shell.run(f"echo NO_SIS_NODE > {FEATURES}; "
-                    f"echo NO_NI_NODE_KEEP > {FEATURES}")
-        off = g.shell.out(f"cat {FEATURES}").split()
-        g.shell.run(f"echo SIS_NODE > {FEATURES}; "
-                    f"echo NI_NODE_KEEP > {FEATURES}")
-        on = g.shell.out(f"cat {FEATURES}").split()
-        t.ok("NO_SIS_NODE" in off and "NO_NI_NODE_KEEP" in off and
-             "SIS_NODE" in on and "NI_NODE_KEEP" in on,
-             "and switchable at run time")
-        dbg = g.shell.out("cat /sys/kernel/debug/sched/debug")
-        t.ok(".ttwu_cross_node" in dbg and ".newidle_node_kept" in dbg,
-             "per-CPU counters ttwu_cross_node / newidle_node_kept shown")
-        t.ok(not re.search(r"BUG:|Oops|WARNING:", console),
-             "no BUG/Oops/WARNING in the boot log",
-             "\n".join(ln for ln in console.splitlines()
-                       if re.search(r"BUG:|Oops|WARNING:", ln))[:2000])
+        with t.section("the checks", lambda: g.console()[-3000:]):
+            checks(t, g)
     finally:
         g.stop()
     t.done()
+
+
+def checks(t, g):
+    g.start()
+    nodes = g.shell.out("ls -d /sys/devices/system/node/node[0-9]* | "
+                        "wc -l")
+    rel = g.shell.out("uname -v")
+    t.ok(nodes == "2" and "schedstats=enable" in
+         g.shell.out("cat /proc/cmdline"),
+         f"boots as a 2-node guest ({g.boot_seconds:.1f} s; {rel})",
+         f"nodes: {nodes}")
+    topo = g.agent.call("vshare-get-topology")
+    t.ok(len(topo["nodes"]) == 2 and topo["online-cpus"] == "0-3",
+         "the agent answers: 2 nodes, 4 vCPUs", topo)
+    rep = g.agent.call("vshare-set-allocation", cpus="0-1", mems="0")
+    back = g.agent.call("vshare-set-allocation", cpus="0-3",
+                        mems="0-1")
+    t.ok(rep["cpus"] == "0-1" and back["cpus"] == "0-3",
+         "take-away and give-back work on the patched kernel")
+    console = g.console()
+    # KUnit logs at KERN_INFO: `quiet` keeps it off the console
+    cases, suite_ok = ktap_suite(g.shell.out("dmesg"), "vshare-sched")
+    want = {"idle_preempt_off_and_on", "idle_preempt_auto",
+            "sis_node_longest_idle", "ni_node_keep"}
+    t.ok(set(cases) == want and all(cases.values()) and suite_ok,
+         f"KUnit vshare-sched: {sum(cases.values())}/{len(want)} "
+         "cases pass (KTAP from the boot log)", cases)
+    g.shell.run("mount -t debugfs none /sys/kernel/debug 2>/dev/null")
+    feats = g.shell.out(f"cat {FEATURES}").split()
+    t.ok("SIS_NODE" in feats and "NI_NODE_KEEP" in feats,
+         "sched features SIS_NODE and NI_NODE_KEEP on by default",
+         feats)
+    g.shell.run(f"echo NO_SIS_NODE > {FEATURES}; "
+                f"echo NO_NI_NODE_KEEP > {FEATURES}")
+    off = g.shell.out(f"cat {FEATURES}").split()
+    g.shell.run(f"echo SIS_NODE > {FEATURES}; "
+                f"echo NI_NODE_KEEP > {FEATURES}")
+    on = g.shell.out(f"cat {FEATURES}").split()
+    t.ok("NO_SIS_NODE" in off and "NO_NI_NODE_KEEP" in off and
+         "SIS_NODE" in on and "NI_NODE_KEEP" in on,
+         "and switchable at run time")
+    dbg = g.shell.out("cat /sys/kernel/debug/sched/debug")
+    t.ok(".ttwu_cross_node" in dbg and ".newidle_node_kept" in dbg,
+         "per-CPU counters ttwu_cross_node / newidle_node_kept shown")
+    t.ok(not re.search(r"BUG:|Oops|WARNING:", console),
+         "no BUG/Oops/WARNING in the boot log",
+         "\n".join(ln for ln in console.splitlines()
+                   if re.search(r"BUG:|Oops|WARNING:", ln))[:2000])
 
 
 if __name__ == "__main__":

@@ -382,7 +382,8 @@ class Domain:
 
     def __init__(self, lv, name, shape, kernel=None, agent=None,
                  cgroup="v2", connect_agent=False, vcpus_current=None,
-                 hotpluggable=()):
+                 hotpluggable=(), qga_port=False, agent_args=(),
+                 start_agent=True):
         self.lv = lv
         self.short = name
         self.name = lv.prefix + name
@@ -398,6 +399,14 @@ class Domain:
         # (<vcpus><vcpu hotpluggable='yes'>); vCPU 0 never is.
         self.vcpus_current = vcpus_current
         self.hotpluggable = set(hotpluggable)
+        # qemu-ga's port org.qemu.guest_agent.0, which libvirt itself
+        # opens (virsh guestvcpus, setvcpus --guest); the initramfs then
+        # carries Debian's qemu-ga too (started by hand: the port has one
+        # agent at a time). @agent_args: extra vshare-agent arguments
+        # (e.g. --port org.qemu.guest_agent.0 --guest-vcpus).
+        self.qga_port = qga_port
+        self.agent_args = list(agent_args)
+        self.start_agent = start_agent
         self.dir = lv.path("dom", self.name)
         self.shell = self.agent = None
 
@@ -430,9 +439,16 @@ class Domain:
             f"/><target type='virtio' name='{port}'/></channel>"
             for f, port in (("agent.sock", AGENT_PORT),
                             ("shell.sock", SHELL_PORT)))
+        if self.qga_port:
+            chans += ("<channel type='unix'><target type='virtio' "
+                      "name='org.qemu.guest_agent.0'/></channel>")
         append = ("console=ttyS0 panic=-1 quiet "
                   "memhp_default_state=online_movable "
                   f"vshare.cgroup={self.cgroup}")
+        if self.agent_args:
+            append += " vshare.agentargs=" + ",".join(self.agent_args)
+        if not self.start_agent:
+            append += " vshare.agent=0"
         maxmem = (f"<maxMemory slots='{s.nodes}' unit='MiB'>"
                   f"{s.nodes * s.mem_mb + vmem}</maxMemory>" if vmem else "")
         cur = self.vcpus_current if self.vcpus_current is not None \
@@ -480,7 +496,8 @@ class Domain:
 
     def start(self, timeout=120.0):
         """Define, start, and wait for the guest's shell and agent."""
-        initrd = build_initrd(self.kernel, self.agent_bin, qga=False)
+        initrd = build_initrd(self.kernel, self.agent_bin,
+                              qga=self.qga_port)
         os.makedirs(self.dir, exist_ok=True)
         with open(self.path("domain.xml"), "w") as f:
             f.write(self.xml(initrd))
@@ -498,7 +515,8 @@ class Domain:
         try:
             self.shell = Shell(self.path("shell.sock"))
             self.shell.connect(timeout)
-            self.wait_agent(timeout)
+            if self.start_agent:
+                self.wait_agent(timeout)
             if self.connect_agent:
                 self.agent = AgentClient(self.agent_path)
                 self.agent.connect(timeout)

@@ -190,13 +190,19 @@ def main():
     t = Tap()
     ctl = Ctl()
     cli_checks(t, ctl)
-    g = boot_pair(ctl)
     try:
-        run(t, ctl, g)
-        fault_checks(t, ctl, g)
-        crash_checks(t, ctl, g)
-        round_trips(t, ctl, g)
-        daemon_checks(t, ctl, g)
+        g = boot_pair(ctl)
+    except Exception as e:
+        t.ok(False, f"two guests boot ({type(e).__name__})", repr(e))
+        t.done()
+    try:
+        # each part on its own: a timeout in one is a `not ok` and the
+        # next part runs; the plan is always printed
+        for part in (run, fault_checks, crash_checks, round_trips,
+                     daemon_checks):
+            with t.section(part.__name__, lambda: "\n".join(
+                    f"{n}: {x.console()[-1500:]}" for n, x in g.items())):
+                part(t, ctl, g)
     finally:
         for x in g.values():
             x.stop()
@@ -227,7 +233,8 @@ def run(t, ctl, g):
     b_tot1 = node_total_kib(b, 1)
     a.shell.run("for i in 1 2; do (while :; do :; done) & "
                 "echo $! >> /tmp/loops; done")
-    time.sleep(1)
+    # the hogs are running when a's vCPU 1 thread is busy on the host
+    wait_for(lambda: cpu_share(ta[1], 0.2) > 0.5, 30)
     busy_before = cpu_share(ta[1], 1.0)
     p = ctl.run("lend", "--from", "a", "--to", "b", "--cpus", "1",
                 "--mode", "coop")
@@ -302,7 +309,10 @@ def run(t, ctl, g):
         time.sleep(2)
         c1 = int(a.shell.out(get))
         return (c1 - c0) / (time.monotonic() - t0)
-    time.sleep(0.5)
+    # the counter runs once it has written its file
+    a.shell.out("end=$(($(date +%s) + 30)); until [ -s /tmp/cnt ]; do "
+                "[ $(date +%s) -lt $end ] || exit 1; sleep 0.05; done",
+                timeout=60)
     free = rate()
     p = ctl.run("cpus", "a", "--set", "0", "--mode", "enforce")
     t.ok(p.returncode == 0, "cpus a --set 0 --mode enforce", p.stderr)

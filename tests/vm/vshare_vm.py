@@ -17,6 +17,7 @@ Channels (all unix sockets in the work directory):
   qga.sock    org.qemu.guest_agent.0 (Debian's qemu-ga, when qga=True)
   console.log the serial console
 """
+import contextlib
 import gzip
 import hashlib
 import io
@@ -29,6 +30,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -588,6 +590,26 @@ class Tap:
     def diag(self, text):
         for line in str(text).splitlines():
             print(f"# {line}", flush=True)
+
+    @contextlib.contextmanager
+    def section(self, name, diag=None):
+        """Checks that belong together. An exception inside (a guest
+        command that times out, a connection lost) becomes one `not ok`
+        naming the section and the exception, with @diag() (e.g. the
+        guest's console or the agent's log) as diagnostics; the file then
+        goes on and ends with its plan, so prove counts a failure, not a
+        crash."""
+        try:
+            yield
+        except Exception as e:
+            extra = ""
+            if diag:
+                try:
+                    extra = "\n" + str(diag())
+                except Exception as d:  # the guest may be gone
+                    extra = f"\n(no diagnostics: {d!r})"
+            self.ok(False, f"{name}: ran to its end ({type(e).__name__}: "
+                    f"{str(e)[:200]})", traceback.format_exc() + extra)
 
     def skip_all(self, why):
         print(f"1..0 # SKIP {why}", flush=True)
