@@ -11,15 +11,19 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # the host side only: the guest agent never links libvirt
 LIBVIRT_CFLAGS := $(shell pkg-config --cflags libvirt 2>/dev/null)
 LIBVIRT_LIBS   := $(shell pkg-config --libs libvirt 2>/dev/null)
+# the migration hook only (host-shim/hook): libxml2 rewrites domain XML
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
+XML_LIBS   := $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 # the policy engine (vshared only)
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -Iprotocol -Ibuild/gen -Iagent -Ihost-shim/lib \
-            -Ihost-shim/cli -Ihost-shim/policy -Ihost-shim/plesim
+            -Ihost-shim/cli -Ihost-shim/policy -Ihost-shim/plesim \
+            -Ihost-shim/hook
 BASE     := -std=gnu11 $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) $(LIBVIRT_CFLAGS) \
-            $(LUA_CFLAGS)
+            $(LUA_CFLAGS) $(XML_CFLAGS)
 REL      := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 REL_LD   := -Wl,-z,relro -Wl,-z,now
 SAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -47,7 +51,9 @@ all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
      build/san/test-libvirt-xml build/san/drvtest build/san/test-policy \
      build/rel/bench-policy \
      build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl \
-     build/rel/vshare-plesim build/san/vshare-plesim build/san/test-plesim
+     build/rel/vshare-plesim build/san/vshare-plesim build/san/test-plesim \
+     build/rel/vshare-libvirt-hook build/san/vshare-libvirt-hook \
+     build/san/test-migxml
 
 help:
 	@echo "make setup   install the Debian packages (root)"
@@ -131,6 +137,16 @@ build/san/test-libvirt-xml: build/san/tests/unit/test-libvirt-xml.o $(HOSTLIB_SR
 build/san/drvtest: build/san/tests/libvirt/drvtest.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
 
+HOOK_SRC := host-shim/hook/migxml.c
+build/rel/vshare-libvirt-hook: build/rel/host-shim/hook/vshare-libvirt-hook.o $(HOOK_SRC:%.c=build/rel/%.o) $(HOSTLIB_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o)
+	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) $(XML_LIBS)
+
+build/san/vshare-libvirt-hook: build/san/host-shim/hook/vshare-libvirt-hook.o $(HOOK_SRC:%.c=build/san/%.o) $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) $(XML_LIBS)
+
+build/san/test-migxml: build/san/tests/unit/test-migxml.o $(HOOK_SRC:%.c=build/san/%.o) $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) $(XML_LIBS)
+
 build/san/test-host: build/san/tests/unit/test-host.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
 
@@ -149,6 +165,7 @@ build/fuzz/fuzz-host: tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS)
 # ---- tests -----------------------------------------------------------------
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
+         build/san/test-migxml \
          build/san/test-policy \
          build/san/test-plesim tests/unit/plesim.t \
          tests/unit/protocol-docs.t \

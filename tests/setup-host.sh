@@ -9,7 +9,7 @@ linux-image-amd64 busybox-static qemu-guest-agent valgrind
 linux-source-6.1 ccache flex bison bc libelf-dev xz-utils git
 dpkg-dev lintian mmdebstrap cloud-image-utils e2fsprogs
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
-liblua5.4-dev kmod binutils libssl-dev"
+liblua5.4-dev kmod binutils libssl-dev libxml2-dev"
 
 missing=""
 for p in $PKGS; do
