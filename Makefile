@@ -49,7 +49,7 @@ HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
      build/san/test-host build/rel/vshared build/san/vshared \
      build/san/test-libvirt-xml build/san/drvtest build/san/test-policy \
-     build/rel/bench-policy \
+     build/san/test-layout build/rel/bench-policy \
      build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl \
      build/rel/vshare-plesim build/san/vshare-plesim build/san/test-plesim \
      build/rel/vshare-libvirt-hook build/san/vshare-libvirt-hook \
@@ -128,6 +128,9 @@ build/san/vshared: $(DAEMON_SRC:%.c=build/san/%.o) $(HOSTLIB_SRC:%.c=build/san/%
 build/san/test-policy: build/san/tests/unit/test-policy.o $(POLICY_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS)
 
+build/san/test-layout: build/san/tests/unit/test-layout.o $(POLICY_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS)
+
 build/rel/bench-policy: build/rel/tests/unit/test-policy.o $(POLICY_SRC:%.c=build/rel/%.o)
 	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS)
 
@@ -166,7 +169,7 @@ build/fuzz/fuzz-host: tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS)
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          build/san/test-migxml \
-         build/san/test-policy \
+         build/san/test-policy build/san/test-layout \
          build/san/test-plesim tests/unit/plesim.t \
          tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \

@@ -7,6 +7,7 @@
  *             through the caller's act function = the one planner path)
  *   schedule  every(seconds, fn), on(event, fn)   (at load time)
  *   misc      config(defaults), log(...), name, dry_run
+ *   layout    place, move_memory (layout.c; only in a layout run)
  * Reads convert the state document to tables afresh on each call, so a
  * policy cannot alter what another call sees.
  */
@@ -110,9 +111,11 @@ JsonNode *vs_api_state(VsPolicyEngine *e)
 	return e->state;
 }
 
+/* A layout run reads the document it decides for. */
 static JsonNode *state_member(lua_State *L, const char *k)
 {
-	JsonNode *s = vs_api_state(vs_sandbox_policy(L)->e);
+	VsPolicy *p = vs_sandbox_policy(L);
+	JsonNode *s = p->layout ? p->layout->state : vs_api_state(p->e);
 	JsonObject *o =
 		s && JSON_NODE_HOLDS_OBJECT(s) ? json_node_get_object(s) : NULL;
 
@@ -276,6 +279,11 @@ static int finish(lua_State *L, VsPolicy *p, const VsPolicyAct *a)
 	g_autoptr(GError) err = NULL;
 	gboolean ok;
 
+	if (p->layout)
+		return luaL_error(L,
+				  "%s: a layout policy only decides, with "
+				  "place() and move_memory()",
+				  vs_act_kind_name(a->kind));
 	if (p->dry) {
 		vs_policy_record(p, a, NULL);
 		lua_pushboolean(L, TRUE);
@@ -421,6 +429,7 @@ void vs_api_open(lua_State *L, VsPolicy *p)
 	};
 
 	luaL_newlib(L, fns);
+	vs_layout_open(L);
 	lua_pushstring(L, p->name);
 	lua_setfield(L, -2, "name");
 	lua_pushboolean(L, p->dry);

@@ -71,6 +71,7 @@ static void policy_free(gpointer data)
 	g_array_free(p->run_us, TRUE);
 	if (p->dry_acts)
 		g_ptr_array_free(p->dry_acts, TRUE);
+	vs_layout_run_free(p->layout);
 	g_free(p->name);
 	g_free(p->path);
 	g_free(p->origin);
@@ -590,6 +591,82 @@ JsonNode *vs_policy_dry_run(VsPolicyEngine *e, const char *name, GError **error)
 	if (msg)
 		json_object_set_string_member(json_node_get_object(n), "error",
 					      msg);
+	policy_free(p);
+	return n;
+}
+
+/* ---- layout ------------------------------------------------------------ */
+
+/* NAME's file: the known policy's, else the last directory holding it
+ * (a layout policy need not be enabled, nor scanned yet). */
+static char *layout_path(VsPolicyEngine *e, const char *name, GError **error)
+{
+	VsPolicy *known = name ? find(e, name) : NULL;
+	guint n = e->dirs ? g_strv_length(e->dirs) : 0;
+
+	if (known)
+		return g_strdup(known->path);
+	for (guint d = n; name && name_ok(name) && d-- > 0;) {
+		g_autofree char *f = g_strdup_printf("%s.lua", name);
+		g_autofree char *path = g_build_filename(e->dirs[d], f, NULL);
+
+		if (g_file_test(path, G_FILE_TEST_IS_REGULAR))
+			return g_steal_pointer(&path);
+	}
+	g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+		    "no layout policy named '%s' in the policy directories",
+		    name ? name : "");
+	return NULL;
+}
+
+static VsPolicy *layout_policy(VsPolicyEngine *e, const char *name,
+			       JsonNode *state, GError **error)
+{
+	g_autofree char *path = layout_path(e, name, error);
+	g_autofree char *text = NULL;
+	VsPolicy *p;
+
+	if (!path)
+		return NULL;
+	p = policy_new(e, name, path, "layout");
+	p->dry = TRUE; /* log lines are kept for the result */
+	p->dry_acts =
+		g_ptr_array_new_with_free_func((GDestroyNotify)json_node_unref);
+	text = read_source(p, error);
+	if (!text || !policy_load_source(p, text, error)) {
+		g_prefix_error(error, "layout policy %s: ", name);
+		policy_free(p);
+		return NULL;
+	}
+	p->layout = vs_layout_run_new(state);
+	return p;
+}
+
+JsonNode *vs_policy_layout(VsPolicyEngine *e, const char *name, JsonNode *state,
+			   const char *incoming, GError **error)
+{
+	g_autofree char *msg = NULL;
+	VsPolicy *p;
+	JsonNode *n;
+
+	if (!state || !JSON_NODE_HOLDS_OBJECT(state)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "layout: the state document is not an object");
+		return NULL;
+	}
+	p = layout_policy(e, name, state, error);
+	if (!p)
+		return NULL;
+	if (!vs_layout_call(p, incoming, &msg)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+			    "layout policy %s: %s", name, msg);
+		policy_free(p);
+		return NULL;
+	}
+	n = vs_layout_result(p);
+	if (incoming)
+		json_object_set_string_member(json_node_get_object(n),
+					      "incoming", incoming);
 	policy_free(p);
 	return n;
 }

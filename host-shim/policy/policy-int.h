@@ -40,8 +40,17 @@ typedef struct {
 	double run_us_sum;
 	GArray *run_us; /* double, last VS_POLICY_RUNS_KEPT */
 	guint run_next;
-	GPtrArray *dry_acts; /* JsonNode, dry-run only */
+	GPtrArray *dry_acts;	    /* JsonNode, dry-run and layout */
+	struct VsLayoutRun *layout; /* a layout run, else NULL */
 } VsPolicy;
+
+/* What a layout run decides (vs_policy_layout): recorded, not made. */
+typedef struct VsLayoutRun {
+	JsonNode *state; /* the caller's, not owned */
+	JsonArray *placements, *moves;
+	GHashTable *placed; /* vm -> node + 1 */
+	char *fault;	    /* the first refused decision: the run fails */
+} VsLayoutRun;
 
 struct VsPolicyEngine {
 	VsPolicyOps ops;
@@ -67,6 +76,14 @@ VsPolicy *vs_sandbox_policy(lua_State *L);
 void vs_api_open(lua_State *L, VsPolicy *p);
 void vs_api_push_json(lua_State *L, JsonNode *n, int depth);
 JsonNode *vs_api_state(VsPolicyEngine *e);
+
+/* layout.c */
+VsLayoutRun *vs_layout_run_new(JsonNode *state);
+void vs_layout_run_free(VsLayoutRun *r);
+void vs_layout_open(lua_State *L);
+/* Call layout(state, incoming) in @p's sandbox; FALSE with @msg. */
+gboolean vs_layout_call(VsPolicy *p, const char *incoming, char **msg);
+JsonNode *vs_layout_result(VsPolicy *p);
 
 /* engine.c */
 void vs_policy_record(VsPolicy *p, const VsPolicyAct *a, const GError *err);

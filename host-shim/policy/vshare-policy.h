@@ -111,6 +111,18 @@ JsonNode *vs_policy_show(VsPolicyEngine *e, const char *name, GError **error);
  * {acts: [...], log: [...]} */
 JsonNode *vs_policy_dry_run(VsPolicyEngine *e, const char *name,
 			    GError **error);
+/* Decide a layout (paper 001's Optimizer), make nothing: run layout
+ * policy @name (a file in the policy directories, enabled or not) in a
+ * fresh sandbox and call its layout(state, incoming). @state: the layout
+ * state document (docs/layout.md); @incoming: the VM arriving by
+ * migration, NULL for a re-layout. The policy decides with
+ * vshare.place(vm, node, reason) and vshare.move_memory(vm, node,
+ * reason). {policy, incoming, placements: [{vm, node, reason}],
+ * moves: [{vm, node, reason}], log: [..]}; NULL + @error when the policy
+ * is missing, has no layout(), fails, overruns a limit or decides
+ * something invalid (unknown VM or node, a VM placed on two nodes). */
+JsonNode *vs_policy_layout(VsPolicyEngine *e, const char *name, JsonNode *state,
+			   const char *incoming, GError **error);
 /* The last @n acts (all policies): {entries: [{time, policy, act, vm,
  * from, to, cpus, value, reason, result, message}]} */
 JsonNode *vs_policy_log(VsPolicyEngine *e, guint n);
