@@ -329,7 +329,7 @@ gboolean vs_profile_load_declared(const char *conf_dir, const char *vm_name,
 				  VsProfile *out, GError **error)
 {
 	g_autofree char *file = NULL, *path = NULL, *text = NULL;
-	struct stat st;
+	struct stat st = { 0 };
 
 	if (!vs_name_valid(vm_name, error))
 		return FALSE;
