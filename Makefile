@@ -47,7 +47,8 @@ HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
         run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
-     build/san/test-host build/rel/vshared build/san/vshared \
+     build/san/test-host build/san/test-profile build/rel/vshared \
+     build/san/vshared \
      build/san/test-libvirt-xml build/san/drvtest build/san/test-policy \
      build/san/test-layout build/rel/bench-policy \
      build/rel/libvshare-proto.a build/rel/vsharectl build/san/vsharectl \
@@ -153,6 +154,9 @@ build/san/test-migxml: build/san/tests/unit/test-migxml.o $(HOOK_SRC:%.c=build/s
 build/san/test-host: build/san/tests/unit/test-host.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS)
 
+build/san/test-profile: build/san/tests/unit/test-profile.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) -lm
+
 build/fuzz/fuzz-proto: tests/fuzz/fuzz-proto.c $(PROTO_SRC) $(HDRS) build/gen/vs-schema.c
 	@mkdir -p $(@D)
 	$(CLANG) -std=gnu11 $(CPPFLAGS) $(PKG_CFLAGS) -g -O1 \
@@ -168,7 +172,7 @@ build/fuzz/fuzz-host: tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS)
 # ---- tests -----------------------------------------------------------------
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
-         build/san/test-migxml \
+         build/san/test-migxml build/san/test-profile \
          build/san/test-policy build/san/test-layout \
          build/san/test-plesim tests/unit/plesim.t \
          tests/unit/protocol-docs.t \
