@@ -181,6 +181,7 @@ TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
          tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
          tests/libvirt/libvirt.t tests/libvirt/guestvcpus.t \
+         tests/libvirt/hook.t \
          tests/policy/policy.t \
          tests/kernel/kernel.t tests/kernel/kvm-patch.t
 
@@ -227,14 +228,17 @@ DESTDIR ?=
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVDIR ?= $(PREFIX)/lib/udev/rules.d
 
-deb: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
+deb: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared build/rel/vshare-libvirt-hook
 	packaging/deb/build.sh
 
-install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared
+install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared build/rel/vshare-libvirt-hook
 	install -D -m 0755 build/rel/vshare-agent $(DESTDIR)$(PREFIX)/sbin/vshare-agent
 	install -D -m 0755 build/rel/vsharectl $(DESTDIR)$(PREFIX)/sbin/vsharectl
 	install -D -m 0755 build/rel/vshared $(DESTDIR)$(PREFIX)/sbin/vshared
 	install -D -m 0644 host-shim/daemon/vshared.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshared.8
+	install -D -m 0755 build/rel/vshare-libvirt-hook $(DESTDIR)$(PREFIX)/libexec/vshare/vshare-libvirt-hook
+	mkdir -p $(DESTDIR)/etc/libvirt/hooks/qemu.d
+	ln -sf $(PREFIX)/libexec/vshare/vshare-libvirt-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/vshare
 	for f in host-shim/policies/*.lua; do \
 	  install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/vshare/policies/$$(basename $$f); done
 	install -D -m 0644 host-shim/daemon/vshared.service $(DESTDIR)$(UNITDIR)/vshared.service

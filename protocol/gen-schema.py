@@ -12,7 +12,8 @@ import re
 import sys
 
 TYPES = {"int": "VS_TYPE_INT", "str": "VS_TYPE_STR", "bool": "VS_TYPE_BOOL",
-         "cpulist": "VS_TYPE_CPULIST", "vcpus": "VS_TYPE_VCPUS"}
+         "cpulist": "VS_TYPE_CPULIST", "vcpus": "VS_TYPE_VCPUS",
+         "object": "VS_TYPE_OBJECT", "array": "VS_TYPE_ARRAY"}
 NAME_RE = re.compile(r"^(guest|vshare)-[a-z0-9-]+$")
 
 

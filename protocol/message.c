@@ -120,8 +120,13 @@ static gboolean arg_check_type(const VsArgSpec *a, JsonNode *node,
 			want = "string";
 		break;
 	case VS_TYPE_VCPUS:
+	case VS_TYPE_ARRAY:
 		if (!JSON_NODE_HOLDS_ARRAY(node))
 			want = "array";
+		break;
+	case VS_TYPE_OBJECT:
+		if (!JSON_NODE_HOLDS_OBJECT(node))
+			want = "object";
 		break;
 	}
 	if (want) {

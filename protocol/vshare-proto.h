@@ -80,7 +80,9 @@ typedef enum {
 	VS_TYPE_STR,
 	VS_TYPE_BOOL,
 	VS_TYPE_CPULIST,
-	VS_TYPE_VCPUS, /* [{"logical-id": int, "online": bool, ...}] */
+	VS_TYPE_VCPUS,	/* [{"logical-id": int, "online": bool, ...}] */
+	VS_TYPE_OBJECT, /* a JSON object: its handler checks the members */
+	VS_TYPE_ARRAY,	/* a JSON array: its handler checks the elements */
 } VsArgType;
 
 typedef struct {

@@ -416,5 +416,6 @@ void daemon_jobs_init(Daemon *d)
 	vs_dispatcher_register(d->dispatcher, "vshare-host-reload", h_reload, d,
 			       NULL);
 	daemon_policy_register(d);
+	daemon_layout_init(d);
 	d->pool = g_thread_pool_new(run_job, d, 1, TRUE, NULL);
 }

@@ -21,7 +21,7 @@
 #endif
 
 static char *opt_conf, *opt_state, *opt_socket, *opt_metrics, *opt_libvirt;
-static char *opt_policies;
+static char *opt_policies, *opt_layout;
 static int opt_interval = 10;
 static double opt_timeout = 5.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0;
@@ -45,6 +45,10 @@ static GOptionEntry entries[] = {
 	  "shipped Lua policies (default " VS_POLICY_DIR "; CONF/policies "
 	  "overrides a name)",
 	  "DIR" },
+	{ "layout-policy", 0, 0, G_OPTION_ARG_STRING, &opt_layout,
+	  "the layout policy that places VMs arriving by live migration "
+	  "(default " VS_LAYOUT_POLICY "; docs/layout.md)",
+	  "NAME" },
 	{ "metrics-interval", 0, 0, G_OPTION_ARG_INT, &opt_interval,
 	  "seconds between observations (default 10)", "S" },
 	{ "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout,
@@ -85,6 +89,7 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 	d->metrics_interval_s = opt_interval;
 	d->libvirt_uri = g_strdup(opt_libvirt);
 	d->policy_dir = g_strdup(opt_policies ? opt_policies : VS_POLICY_DIR);
+	d->layout_policy = g_strdup(opt_layout ? opt_layout : VS_LAYOUT_POLICY);
 	return TRUE;
 }
 
@@ -211,6 +216,7 @@ static void cleanup(Daemon *d)
 	g_clear_pointer(&d->stats, g_hash_table_destroy);
 	g_clear_pointer(&d->strikes, g_hash_table_destroy);
 	daemon_policy_free(d);
+	daemon_layout_free(d);
 	g_clear_pointer(&d->event_nodes, g_ptr_array_unref);
 	g_clear_pointer(&d->dispatcher, vs_dispatcher_free);
 	g_clear_pointer(&d->loop, g_main_loop_unref);

@@ -288,7 +288,7 @@ static void loadavg(JsonBuilder *b)
 	json_builder_end_array(b);
 }
 
-static void pcpu_docs(Daemon *d, JsonBuilder *b)
+static void pcpu_docs(Daemon *d, JsonBuilder *b, gboolean keep)
 {
 	g_autofree char *text = vs_read_file("/proc/stat", NULL);
 	GArray *now = text ? vs_parse_proc_stat(text, NULL) : NULL;
@@ -320,12 +320,17 @@ static void pcpu_docs(Daemon *d, JsonBuilder *b)
 		json_builder_end_object(b);
 	}
 	json_builder_end_array(b);
+	if (!keep) { /* a look between two policy runs: their deltas stay */
+		if (now)
+			g_array_unref(now);
+		return;
+	}
 	if (d->stat_prev)
 		g_array_unref(d->stat_prev);
 	d->stat_prev = now;
 }
 
-static void host_doc(Daemon *d, JsonBuilder *b)
+static void host_doc(Daemon *d, JsonBuilder *b, gboolean keep)
 {
 	VsHost *h = &d->session.host;
 
@@ -353,7 +358,7 @@ static void host_doc(Daemon *d, JsonBuilder *b)
 		json_builder_end_object(b);
 	}
 	json_builder_end_object(b);
-	pcpu_docs(d, b);
+	pcpu_docs(d, b, keep);
 	json_builder_end_object(b);
 }
 
@@ -368,7 +373,10 @@ static void agent_seen(Daemon *d, const char *name, gboolean up)
 	g_hash_table_insert(d->agent_up, g_strdup(name), GINT_TO_POINTER(up));
 }
 
-JsonNode *daemon_sense(Daemon *d, GError **error)
+/* @policy: a policy run (agents asked, samples kept for the next run's
+ * deltas, agent-lost noticed); else a quick look for a layout decision
+ * (nothing asked of guests, the policies' samples untouched). */
+static JsonNode *sense(Daemon *d, gboolean policy)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_auto(GStrv) names = vs_registry_list(&d->cfg, NULL);
@@ -388,7 +396,7 @@ JsonNode *daemon_sense(Daemon *d, GError **error)
 		v.tuned = v.lv;
 		if (v.lv && v.lv->unmanaged)
 			v.lv = NULL; /* only tuned: owns nothing */
-		ask = !v.lv || vs_cpuset_count(&v.lv->pcpus);
+		ask = policy && (!v.lv || vs_cpuset_count(&v.lv->pcpus));
 		s = take(v.vm, ask);
 		v.prev = g_hash_table_lookup(d->samples, names[i]);
 		if (v.prev && v.prev->n != s->n)
@@ -399,13 +407,26 @@ JsonNode *daemon_sense(Daemon *d, GError **error)
 		vm_doc(&v, b);
 		if (ask)
 			agent_seen(d, names[i], s->agent);
-		g_hash_table_insert(d->samples, g_strdup(names[i]), s);
+		if (policy)
+			g_hash_table_insert(d->samples, g_strdup(names[i]), s);
+		else
+			sample_free(s);
 	}
 	json_builder_end_array(b);
-	host_doc(d, b);
+	host_doc(d, b, policy);
 	json_builder_end_object(b);
-	(void)error;
 	return json_builder_get_root(b);
+}
+
+JsonNode *daemon_sense(Daemon *d, GError **error)
+{
+	(void)error;
+	return sense(d, TRUE);
+}
+
+JsonNode *daemon_sense_quick(Daemon *d)
+{
+	return sense(d, FALSE);
 }
 
 void daemon_sense_init(Daemon *d)

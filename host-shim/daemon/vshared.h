@@ -60,6 +60,9 @@ typedef struct {
 	GHashTable *agent_up;	  /* VM -> agent answered last time */
 	GHashTable *known;	  /* VMs seen open: vm-started once */
 	GArray *stat_prev;	  /* /proc/stat at the last sample */
+	/* layout.c: paper 001's placement of arriving VMs */
+	char *layout_policy;  /* --layout-policy */
+	GHashTable *reserved; /* VM -> pCPUs promised to an arrival */
 } Daemon;
 
 /* jobs.c */
@@ -114,6 +117,12 @@ void daemon_policy_arm(Daemon *d);	 /* loop: timer for it */
 /* sense.c (worker) */
 void daemon_sense_init(Daemon *d);
 JsonNode *daemon_sense(Daemon *d, GError **error);
+JsonNode *daemon_sense_quick(Daemon *d); /* no agent asked, no sample kept */
+
+/* layout.c (worker): vshare-host-place, paper 001's Optimizer */
+#define VS_LAYOUT_POLICY "layout-simple"
+void daemon_layout_init(Daemon *d);
+void daemon_layout_free(Daemon *d);
 
 /* metrics.c (worker) */
 void daemon_metrics_tick(Daemon *d);

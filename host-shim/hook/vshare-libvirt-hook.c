@@ -19,6 +19,7 @@
  */
 #include "migxml.h"
 #include "vshare-host.h"
+#include "vshare-profile.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,7 +53,24 @@ static char *read_stdin(gsize *len, GError **error)
 	return (char *)g_byte_array_free(g_steal_pointer(&buf), FALSE);
 }
 
-static JsonObject *request_args(const VsMigDomain *d)
+/* The profile the VM carries in its <metadata> (paper 001's Transferer:
+ * it travels inside the migration XML). Absent: the policy sees an
+ * unprofiled VM; refused: said, and the same. */
+static void add_profile(JsonObject *a, const char *name, const char *xml)
+{
+	g_autoptr(GError) error = NULL;
+	VsProfile p;
+
+	if (vs_profile_from_domain_xml(xml, &p, &error)) {
+		json_object_set_member(a, "profile", vs_profile_to_json(&p));
+		return;
+	}
+	if (!vs_error_is(error, VS_PROFILE_ABSENT))
+		fprintf(stderr, "vshare hook: %s: profile ignored: %s\n", name,
+			error->message);
+}
+
+static JsonObject *request_args(const VsMigDomain *d, const char *xml)
 {
 	JsonObject *a = json_object_new();
 	JsonArray *cells = json_array_new();
@@ -69,6 +87,7 @@ static JsonObject *request_args(const VsMigDomain *d)
 		json_array_add_object_element(cells, c);
 	}
 	json_object_set_array_member(a, "cells", cells);
+	add_profile(a, d->name, xml);
 	return a;
 }
 
@@ -153,7 +172,7 @@ static char *place(const char *xml, gsize len, GError **error)
 
 	if (!vs_mig_read(xml, len, &d, error))
 		return NULL;
-	ret = ask_vshared(request_args(&d), error);
+	ret = ask_vshared(request_args(&d, xml), error);
 	if (!ret)
 		return NULL;
 	n = read_places(ret, places, error);

@@ -41,7 +41,15 @@ stage_host() {
 	for f in "$repo"/host-shim/policies/*.lua; do
 		install -D -m 0644 "$f" "$1/usr/share/vshare/policies/$(basename "$f")"
 	done
-	for d in vsharectl.md architecture.md policies.md ple.md; do
+	# the libvirt migration hook (docs/layout.md): libvirtd runs every
+	# file in /etc/libvirt/hooks/qemu.d (seen after a libvirtd restart)
+	install -D -m 0755 "$repo/build/rel/vshare-libvirt-hook" \
+		"$1/usr/libexec/vshare/vshare-libvirt-hook"
+	strip --remove-section=.comment --remove-section=.note --strip-unneeded \
+		"$1/usr/libexec/vshare/vshare-libvirt-hook"
+	mkdir -p "$1/etc/libvirt/hooks/qemu.d"
+	ln -s /usr/libexec/vshare/vshare-libvirt-hook "$1/etc/libvirt/hooks/qemu.d/vshare"
+	for d in vsharectl.md architecture.md policies.md ple.md layout.md; do
 		install -D -m 0644 "$repo/docs/$d" "$1/usr/share/doc/vshare-host/$d"
 	done
 }
@@ -58,7 +66,8 @@ build() {
 	tmp=$(mktemp -d)
 	mkdir -p "$tmp/debian"
 	printf 'Source: vshare\n\nPackage: %s\nArchitecture: any\n' "$pkg" >"$tmp/debian/control"
-	depends=$(cd "$tmp" && dpkg-shlibdeps -O "$stage"/usr/sbin/* 2>/dev/null |
+	depends=$(cd "$tmp" && dpkg-shlibdeps -O "$stage"/usr/sbin/* \
+		$(ls "$stage"/usr/libexec/vshare/* 2>/dev/null) 2>/dev/null |
 		sed -n 's/^shlibs:Depends=//p')
 	rm -rf "$tmp"
 	[ -n "$depends" ] || { echo "deb: dpkg-shlibdeps found no Depends" >&2; exit 1; }

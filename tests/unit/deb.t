@@ -16,11 +16,15 @@ for d in "$deb" "$host"; do
 done
 hfiles=$(dpkg-deb -c "$host")
 for f in ./usr/sbin/vsharectl ./usr/sbin/vshared ./lib/systemd/system/vshared.service \
+	./usr/libexec/vshare/vshare-libvirt-hook \
 	./usr/share/man/man8/vshared.8.gz ./usr/share/man/man8/vsharectl.8.gz \
 	./usr/share/doc/vshare-host/copyright; do
 	echo "$hfiles" | grep -q " $f\$"; ok $? "host package holds $f"
 done
 dpkg-deb -f "$host" Depends | grep -q 'libglib2.0-0 (>=' ; ok $? "host Depends from the shared libraries: $(dpkg-deb -f "$host" Depends)"
+dpkg-deb -f "$host" Depends | grep -q 'libxml2 (>=' ; ok $? "host Depends: libxml2, for the migration hook"
+echo "$hfiles" | grep -q ' ./etc/libvirt/hooks/qemu.d/vshare -> /usr/libexec/vshare/vshare-libvirt-hook$'
+ok $? "the migration hook is in libvirt's qemu.d"
 dpkg-deb -f "$deb" Depends | grep -q 'libglib2.0-0 (>=' ; ok $? "Depends from the shared libraries: $(dpkg-deb -f "$deb" Depends)"
 files=$(dpkg-deb -c "$deb")
 for f in ./usr/sbin/vshare-agent ./lib/systemd/system/vshare-agent.service \
@@ -36,6 +40,7 @@ dest=$(mktemp -d)
 make -s install DESTDIR="$dest" PREFIX=/opt/vs >/dev/null 2>&1
 [ -x "$dest/opt/vs/sbin/vshare-agent" ] && [ -x "$dest/opt/vs/sbin/vsharectl" ] &&
 	[ -x "$dest/opt/vs/sbin/vshared" ] &&
+	[ "$(readlink "$dest/etc/libvirt/hooks/qemu.d/vshare")" = /opt/vs/libexec/vshare/vshare-libvirt-hook ] &&
 	grep -q '^ExecStart=/opt/vs/sbin/vshared' "$dest/opt/vs/lib/systemd/system/vshared.service" &&
 	grep -q '^ExecStart=/opt/vs/sbin/vshare-agent' "$dest/opt/vs/lib/systemd/system/vshare-agent.service"
 ok $? "make install DESTDIR=... PREFIX=/opt/vs"
