@@ -16,6 +16,32 @@ static const char *s_or(JsonObject *o, const char *name, const char *dflt)
 		       : dflt;
 }
 
+static double d_or(JsonObject *o, const char *k)
+{
+	return json_object_has_member(o, k)
+		       ? json_object_get_double_member(o, k)
+		       : -1;
+}
+
+/* vshared's Monitor (docs/layout.md): present when the VM has a profile. */
+static void print_profile(JsonObject *vm)
+{
+	JsonObject *p = json_object_has_member(vm, "profile")
+				? json_object_get_object_member(vm, "profile")
+				: NULL;
+	g_autofree char *mpki = NULL, *bw = NULL;
+
+	if (!p)
+		return;
+	mpki = d_or(p, "mpki") < 0 ? g_strdup("?")
+				   : g_strdup_printf("%.1f", d_or(p, "mpki"));
+	bw = d_or(p, "bandwidth-mbps") < 0
+		     ? g_strdup("?")
+		     : g_strdup_printf("%.0f", d_or(p, "bandwidth-mbps"));
+	g_print("  profile %s-bound: LLC mpki %s, bandwidth %s MB/s (%s)\n",
+		s_or(p, "class", "unknown"), mpki, bw, s_or(p, "source", "?"));
+}
+
 static void print_vm(JsonObject *vm)
 {
 	JsonObject *agent;
@@ -38,6 +64,7 @@ static void print_vm(JsonObject *vm)
 		json_object_get_boolean_member(agent, "reachable")
 			? s_or(agent, "cpus", "?")
 			: s_or(agent, "error", "?"));
+	print_profile(vm);
 	g_print("  %-5s %-4s %-8s %-7s %-12s %6s %-9s %s\n", "vCPU", "node",
 		"thread", "pinned", "pCPU owner", "host%", "throttled",
 		"in guest alloc");

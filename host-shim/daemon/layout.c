@@ -88,15 +88,17 @@ static gboolean cells_arg(JsonArray *a, Cell *cells, guint *n, GError **error)
 
 /* ---- the state the policy reads ---------------------------------------- */
 
-/* The declared profile of a local VM, if any (a bad file: one warning,
- * no profile: the policy then treats the VM as unknown). */
+/* A local VM's profile: the Monitor's last (monitor.c), else its declared
+ * file (a bad file: one warning; none: the policy treats the VM as
+ * unknown). */
 static void add_profile(Daemon *d, JsonObject *vm)
 {
 	const char *name = json_object_get_string_member(vm, "name");
 	g_autoptr(GError) error = NULL;
 	VsProfile p;
 
-	if (!vs_profile_load_declared(d->cfg.conf_dir, name, &p, &error)) {
+	if (!daemon_monitor_profile(d, name, &p) &&
+	    !vs_profile_load_declared(d->cfg.conf_dir, name, &p, &error)) {
 		if (!vs_error_is(error, VS_PROFILE_ABSENT))
 			g_warning("layout: %s: %s", name, error->message);
 		return;

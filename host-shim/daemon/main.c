@@ -187,6 +187,7 @@ static int run(Daemon *d)
 		return 1;
 	}
 	daemon_policy_init(d);
+	daemon_monitor_init(d);
 	d->loop = g_main_loop_new(NULL, FALSE);
 	daemon_libvirt_start(d);
 	g_unix_signal_add(SIGTERM, on_quit, d);
@@ -217,6 +218,7 @@ static void cleanup(Daemon *d)
 	g_clear_pointer(&d->strikes, g_hash_table_destroy);
 	daemon_policy_free(d);
 	daemon_layout_free(d);
+	daemon_monitor_free(d);
 	g_clear_pointer(&d->event_nodes, g_ptr_array_unref);
 	g_clear_pointer(&d->dispatcher, vs_dispatcher_free);
 	g_clear_pointer(&d->loop, g_main_loop_unref);

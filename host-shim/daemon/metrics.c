@@ -99,6 +99,36 @@ static void vcpu_lines(GString *s, const char *vm, JsonObject *v)
 	}
 }
 
+/* The Monitor's profile (monitor.c), when the VM has one. */
+static void profile_lines(GString *s, const char *name, JsonObject *vm)
+{
+	JsonObject *p = json_object_has_member(vm, "profile")
+				? json_object_get_object_member(vm, "profile")
+				: NULL;
+	const char *src, *cls;
+
+	if (!p)
+		return;
+	src = json_object_get_string_member_with_default(p, "source", "");
+	cls = json_object_get_string_member_with_default(p, "class", "");
+	if (json_object_has_member(p, "mpki"))
+		g_string_append_printf(
+			s, "vshare_vm_llc_mpki{vm=\"%s\",source=\"%s\"} %g\n",
+			name, src, json_object_get_double_member(p, "mpki"));
+	if (json_object_has_member(p, "bandwidth-mbps"))
+		g_string_append_printf(
+			s,
+			"vshare_vm_mem_bandwidth_mbps{vm=\"%s\",source=\"%s\"} "
+			"%g\n",
+			name, src,
+			json_object_get_double_member(p, "bandwidth-mbps"));
+	g_string_append_printf(
+		s,
+		"vshare_vm_memory_bound{vm=\"%s\",source=\"%s\"} "
+		"%d\n",
+		name, src, !strcmp(cls, "memory"));
+}
+
 static void vm_lines(GString *s, JsonObject *vm)
 {
 	const char *name = json_object_get_string_member(vm, "name");
@@ -116,6 +146,7 @@ static void vm_lines(GString *s, JsonObject *vm)
 	a = json_object_get_array_member(vm, "vcpus");
 	for (guint i = 0; i < json_array_get_length(a); i++)
 		vcpu_lines(s, name, json_array_get_object_element(a, i));
+	profile_lines(s, name, vm);
 	a = json_object_get_array_member(vm, "memory");
 	for (guint i = 0; i < json_array_get_length(a); i++) {
 		JsonObject *m = json_array_get_object_element(a, i);
@@ -197,6 +228,7 @@ void daemon_metrics_tick(Daemon *d)
 	g_clear_pointer(&d->last_status, json_node_unref);
 	d->last_status = vs_observe_end(d->obs);
 	g_clear_pointer(&d->obs, vs_observation_free);
+	daemon_monitor_tick(d, d->last_status);
 	write_metrics(d);
 	daemon_guard(d, d->last_status);
 	d->obs = vs_observe_begin(&d->session, names);

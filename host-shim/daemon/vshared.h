@@ -18,6 +18,7 @@
 
 #include "vshare-host.h"
 #include "vshare-policy.h"
+#include "vshare-profile.h"
 
 extern const VsCommandSpec vs_host_schema_commands[];
 extern const char vs_host_schema_version[];
@@ -63,6 +64,9 @@ typedef struct {
 	/* layout.c: paper 001's placement of arriving VMs */
 	char *layout_policy;  /* --layout-policy */
 	GHashTable *reserved; /* VM -> pCPUs promised to an arrival */
+	/* monitor.c: paper 001's Monitor */
+	gboolean pmu;	      /* hardware counters usable */
+	GHashTable *profiles; /* VM -> its last profile (worker) */
 } Daemon;
 
 /* jobs.c */
@@ -123,6 +127,13 @@ JsonNode *daemon_sense_quick(Daemon *d); /* no agent asked, no sample kept */
 #define VS_LAYOUT_POLICY "layout-simple"
 void daemon_layout_init(Daemon *d);
 void daemon_layout_free(Daemon *d);
+
+/* monitor.c (worker): per-VM profiles at each tick, kept in libvirt's
+ * <metadata>; "profile" added to each VM of the status document */
+void daemon_monitor_init(Daemon *d);
+void daemon_monitor_free(Daemon *d);
+void daemon_monitor_tick(Daemon *d, JsonNode *status);
+gboolean daemon_monitor_profile(Daemon *d, const char *vm, VsProfile *out);
 
 /* metrics.c (worker) */
 void daemon_metrics_tick(Daemon *d);

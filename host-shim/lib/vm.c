@@ -441,6 +441,16 @@ gboolean vs_vm_set_weight(VsVm *vm, guint weight, GError **error)
 	return vm->drv->set_weight(vm, weight ? weight : 100, error);
 }
 
+gboolean vs_vm_set_metadata(VsVm *vm, const char *key, const char *uri,
+			    const char *xml, GError **error)
+{
+	if (!vm->drv->set_metadata)
+		return vs_fail(error, VS_HOST_ERROR_UNSUPPORTED,
+			       "VM %s: the %s driver keeps no metadata",
+			       vm->conf->name, vm->drv->name);
+	return vm->drv->set_metadata(vm, key, uri, xml, error);
+}
+
 /* Every thread of the QEMU process (its vCPUs, I/O threads, main loop):
  * the paper's "nice of the VM". Threads that exit meanwhile are fine. */
 gboolean vs_vm_set_nice(VsVm *vm, int nice, GError **error)

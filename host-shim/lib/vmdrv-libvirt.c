@@ -566,6 +566,24 @@ static gboolean drv_set_weight(VsVm *vm, guint weight, GError **error)
 	return virt_fail(vm, "set cpu_shares", error);
 }
 
+/* <metadata>: live, and in the persistent definition when there is one,
+ * so a live migration carries it (the destination's hook reads it). */
+static gboolean drv_set_metadata(VsVm *vm, const char *key, const char *uri,
+				 const char *xml, GError **error)
+{
+	Priv *p = vm->priv;
+	unsigned int flags = VIR_DOMAIN_AFFECT_LIVE;
+
+	if (!ensure(vm, error))
+		return FALSE;
+	if (virDomainIsPersistent(p->dom) == 1)
+		flags |= VIR_DOMAIN_AFFECT_CONFIG;
+	if (virDomainSetMetadata(p->dom, VIR_DOMAIN_METADATA_ELEMENT, xml, key,
+				 uri, flags) == 0)
+		return TRUE;
+	return virt_fail(vm, "set metadata", error);
+}
+
 /* ---- throttling in libvirt's vcpuN cgroups -------------------------------- */
 
 static gboolean write_file(VsVm *vm, const char *path, const char *val,
@@ -762,5 +780,6 @@ const VsVmDriver vs_vmdrv_libvirt = {
 	.alive = drv_alive,
 	.throttle_backend = drv_throttle_backend,
 	.set_weight = drv_set_weight,
+	.set_metadata = drv_set_metadata,
 	.throttled_ns = drv_throttled_ns,
 };

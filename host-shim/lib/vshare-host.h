@@ -266,6 +266,11 @@ typedef struct {
 	gint64 (*throttled_ns)(VsVm *vm, guint vcpu);
 	/* CPU weight of the whole VM, 1..10000 (cgroup v2 scale). */
 	gboolean (*set_weight)(VsVm *vm, guint weight, GError **error);
+	/* Keep @xml (one element in namespace @uri, prefix @key) in the
+	 * VM's definition, live and persistent: it travels with a live
+	 * migration (libvirt's <metadata>). */
+	gboolean (*set_metadata)(VsVm *vm, const char *key, const char *uri,
+				 const char *xml, GError **error);
 } VsVmDriver;
 
 struct VsVm {
@@ -311,6 +316,10 @@ const char *vs_vm_throttle_backend(VsVm *vm);
 gint64 vs_vm_vcpu_throttled_ns(VsVm *vm, guint vcpu);
 /* Weight 0 means the default (100). */
 gboolean vs_vm_set_weight(VsVm *vm, guint weight, GError **error);
+/* The driver's set_metadata; UNSUPPORTED where the VM has no definition
+ * that travels (QMP). */
+gboolean vs_vm_set_metadata(VsVm *vm, const char *key, const char *uri,
+			    const char *xml, GError **error);
 /* setpriority() on every thread of the verified QEMU process. */
 gboolean vs_vm_set_nice(VsVm *vm, int nice, GError **error);
 

@@ -123,6 +123,44 @@ def check_discovery(t, ctl, a, b):
          "vshared)", p.stdout + p.stderr)
 
 
+def check_monitor(t, ctl, dmn, lv, a):
+    """Paper 001's Monitor and Transferer: with no PMU here, A's declared
+    profile (CONF/profiles/A.json) reaches `status`, the metrics and A's
+    libvirt <metadata>, live and persistent (what a migration carries)."""
+    NS = "urn:vshare:profile:1"
+    os.makedirs(os.path.join(ctl.conf, "profiles"), exist_ok=True)
+    with open(os.path.join(ctl.conf, "profiles", f"{a.name}.json"),
+              "w") as f:
+        json.dump({"mpki": 12.5, "bandwidth-mbps": 3200, "node": 1}, f)
+
+    def meta(*extra):
+        return lv.virsh("metadata", a.name, "--uri", NS, *extra,
+                        check=False) or ""
+    live = wait_for(lambda: 'mpki="12.5"' in meta() and meta(), 30)
+    t.ok(bool(live) and 'class="memory"' in live and
+         'mpki="12.5"' in meta("--config"),
+         "A's declared profile is kept in its libvirt <metadata> (live "
+         "and persistent), class computed: memory", f"{live!r} "
+         f"{meta('--config')!r}")
+    st = status(ctl).get(a.name, {})
+    prof = st.get("profile", {})
+    t.ok(prof.get("mpki") == 12.5 and prof.get("class") == "memory" and
+         prof.get("source") == "declared",
+         "status through vshared shows A's profile", st.get("profile"))
+    line = f'vshare_vm_llc_mpki{{vm="{a.name}",source="declared"}} 12.5'
+    t.ok(bool(wait_for(lambda: line in open(dmn.metrics).read(), 10)),
+         "metrics: A's LLC misses per kilo-instruction, labelled declared",
+         line)
+    log = open(dmn.log).read()
+    t.ok("monitor: no usable PMU" in log or "monitor:" not in log,
+         "no PMU on this host: vshared said so in one line",
+         [x for x in log.splitlines() if "monitor" in x][:3])
+    os.unlink(os.path.join(ctl.conf, "profiles", f"{a.name}.json"))
+    t.ok(bool(wait_for(lambda: "profile" not in status(ctl).get(
+        a.name, {"profile": 1}), 15)),
+        "profile file removed: no profile shown (never a stale one)")
+
+
 def check_lend(t, ctl, a, b, base):
     A, B = a.name, b.name
     p = ctl.run("cpus", A, "--set", "0-1", "--mode", "coop")
@@ -294,6 +332,7 @@ def main():
         base = {d.short: node1_kib(d) for d in (a, b)}
         dmn.start()
         check_discovery(t, ctl, a, b)
+        check_monitor(t, ctl, dmn, lv, a)
         check_lend(t, ctl, a, b, base)
         check_destroy(t, ctl, dmn, a, b)
         check_libvirtd_restart(t, ctl, dmn, lv, a, base)

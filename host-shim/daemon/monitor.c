@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Paper 001's Monitor and, for libvirt VMs, its Transferer (docs/layout.md).
+ *
+ * At every metrics tick (worker), each VM's profile: sampled from the
+ * hardware counters of its vCPU threads where the host has a usable PMU,
+ * else the declared source CONF/profiles/NAME.json (this machine: no PMU;
+ * said once at start, never a silent zero). A VM with neither has no
+ * profile. The profile goes into the status document (`vsharectl status`),
+ * the metrics and, for libvirt VMs, the domain's <metadata> (only when it
+ * changed), so a live migration carries it to the destination's hook.
+ */
+#include "vshared.h"
+#include "vshare-profile.h"
+
+#include <string.h>
+
+#define SAMPLE_MS 100
+
+typedef struct {
+	VsProfile p;
+	char *published; /* metadata XML last given to libvirt */
+} Known;
+
+static void known_free(gpointer data)
+{
+	Known *k = data;
+
+	g_free(k->published);
+	g_free(k);
+}
+
+void daemon_monitor_init(Daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+
+	d->profiles = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					    known_free);
+	d->pmu = vs_pmu_probe(&error);
+	if (!d->pmu)
+		g_message("monitor: %s", error->message);
+}
+
+void daemon_monitor_free(Daemon *d)
+{
+	g_clear_pointer(&d->profiles, g_hash_table_destroy);
+}
+
+static gboolean sample(VsVm *vm, VsProfile *out, GError **error)
+{
+	g_autofree int *tids = g_new0(int, vm->vcpus->len + 1);
+
+	for (guint i = 0; i < vm->vcpus->len; i++)
+		tids[i] = (int)g_array_index(vm->vcpus, VsVcpu, i).tid;
+	return vs_profile_sample(tids, vm->vcpus->len, SAMPLE_MS, out, error);
+}
+
+/* The VM's profile now: FALSE when it has none (or a bad declared file,
+ * said once per change of the message). */
+static gboolean measure(Daemon *d, VsVm *vm, VsProfile *out)
+{
+	g_autoptr(GError) error = NULL;
+	const char *name = vm->conf->name;
+
+	if (d->pmu && sample(vm, out, &error))
+		return TRUE;
+	if (error)
+		g_debug("monitor: %s: %s", name, error->message);
+	g_clear_error(&error);
+	if (vs_profile_load_declared(d->cfg.conf_dir, name, out, &error))
+		return TRUE;
+	if (!vs_error_is(error, VS_PROFILE_ABSENT))
+		g_warning("monitor: %s: %s", name, error->message);
+	return FALSE;
+}
+
+static void publish(Daemon *d, VsVm *vm, Known *k)
+{
+	g_autofree char *xml = vs_profile_to_metadata_xml(&k->p);
+	g_autoptr(GError) error = NULL;
+
+	(void)d;
+	if (!vm->drv->set_metadata || !g_strcmp0(xml, k->published))
+		return;
+	if (!vs_vm_set_metadata(vm, VS_PROFILE_KEY, VS_PROFILE_NS, xml,
+				&error)) {
+		g_warning("monitor: %s: profile not kept in the domain: %s",
+			  vm->conf->name, error->message);
+		return;
+	}
+	g_free(k->published);
+	k->published = g_steal_pointer(&xml);
+}
+
+/* Per VM of @status: measure, publish, and add "profile" to its entry. */
+void daemon_monitor_tick(Daemon *d, JsonNode *status)
+{
+	JsonArray *vms = json_object_get_array_member(
+		json_node_get_object(status), "vms");
+
+	for (guint i = 0; vms && i < json_array_get_length(vms); i++) {
+		JsonObject *o = json_array_get_object_element(vms, i);
+		const char *name = json_object_get_string_member(o, "name");
+		VsVm *vm = vs_session_vm(&d->session, name, NULL);
+		VsProfile p;
+		Known *k;
+
+		if (!vm || !measure(d, vm, &p)) {
+			g_hash_table_remove(d->profiles, name);
+			continue;
+		}
+		k = g_hash_table_lookup(d->profiles, name);
+		if (!k) {
+			k = g_new0(Known, 1);
+			g_hash_table_insert(d->profiles, g_strdup(name), k);
+		}
+		k->p = p;
+		publish(d, vm, k);
+		json_object_set_member(o, "profile", vs_profile_to_json(&p));
+	}
+}
+
+gboolean daemon_monitor_profile(Daemon *d, const char *vm, VsProfile *out)
+{
+	Known *k = d->profiles ? g_hash_table_lookup(d->profiles, vm) : NULL;
+
+	if (k)
+		*out = k->p;
+	return k != NULL;
+}
