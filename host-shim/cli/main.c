@@ -321,6 +321,8 @@ static const struct {
 	{ "policy", cmd_policy,
 	  "vshared's Lua policies: list | show | enable | disable | reload | "
 	  "dry-run | log" },
+	{ "place", cmd_place,
+	  "where the layout policy puts a VM (migration-aware layout)" },
 	{ "ledger", cmd_ledger, "show | reset --force" },
 	{ "add", cmd_add, "register a VM (QMP sockets or a libvirt domain)" },
 	{ "remove", cmd_remove, "unregister a VM" },

@@ -149,6 +149,13 @@ static JsonNode *layout_state(Daemon *d, const char *vm, const Cell *cells,
 	JsonObject *root = json_node_get_object(state);
 	JsonArray *vms = json_object_get_array_member(root, "vms");
 
+	/* a followed VM being placed is the arriving one, not a resident */
+	for (guint i = json_array_get_length(vms); i-- > 0;)
+		if (!g_strcmp0(json_object_get_string_member(
+				       json_array_get_object_element(vms, i),
+				       "name"),
+			       vm))
+			json_array_remove_element(vms, i);
 	for (guint i = 0; i < json_array_get_length(vms); i++)
 		add_profile(d, json_array_get_object_element(vms, i));
 	json_array_add_object_element(vms, incoming_doc(vm, cells, n, profile));
@@ -276,7 +283,8 @@ static JsonObject *decision_of(JsonNode *result, const char *vm)
 }
 
 static JsonNode *answer(const char *policy, const char *vm, JsonObject *decided,
-			const Cell *cells, guint n, JsonNode *result)
+			const Cell *cells, guint n, JsonNode *result,
+			gboolean applied)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	JsonObject *r = json_node_get_object(result);
@@ -325,9 +333,71 @@ static JsonNode *answer(const char *policy, const char *vm, JsonObject *decided,
 	json_builder_add_value(
 		b, json_node_copy(json_object_get_member(r, "moves")));
 	json_builder_set_member_name(b, "applied");
-	json_builder_add_boolean_value(b, FALSE);
+	json_builder_add_boolean_value(b, applied);
 	json_builder_end_object(b);
 	return json_builder_get_root(b);
+}
+
+/* A VM vshared follows but does not own yet (e.g. a QEMU started with
+ * -incoming): its cells from its vCPUs' guest nodes; memory unknown here
+ * (0: the policy then weighs pCPUs only). */
+static gboolean cells_of_vm(VsVm *vm, Cell *cells, guint *n)
+{
+	*n = 0;
+	for (guint i = 0; i < vm->vcpus->len; i++) {
+		VsVcpu *v = &g_array_index(vm->vcpus, VsVcpu, i);
+		guint k = 0;
+
+		if (v->node < 0 || v->node >= MAX_CELLS)
+			return FALSE;
+		while (k < *n && cells[k].cell != (guint)v->node)
+			k++;
+		if (k == *n)
+			cells[(*n)++] = (Cell){ .cell = (guint)v->node,
+						.node = -1 };
+		cells[k].vcpus++;
+	}
+	return *n > 0;
+}
+
+/* Apply to a followed VM: each vCPU thread on its cell's pCPUs, every
+ * other QEMU thread on all of them (an incoming migration writes guest RAM
+ * from the main loop: first touch on the chosen nodes). */
+static gboolean apply(VsVm *vm, const Cell *cells, guint n, GError **error)
+{
+	VsCpuSet all = { 0 };
+
+	if (!vs_vm_verify_threads(vm, error))
+		return FALSE;
+	for (guint k = 0; k < n; k++) {
+		for (guint c = 0; c < VS_MAX_CPUS; c++)
+			if (vs_cpuset_has(&cells[k].cpus, c))
+				vs_cpuset_add(&all, c);
+		for (guint i = 0; i < vm->vcpus->len; i++) {
+			VsVcpu *v = &g_array_index(vm->vcpus, VsVcpu, i);
+
+			if (v->node == (int)cells[k].cell &&
+			    !vs_pin_thread_set(v->tid, &cells[k].cpus, error))
+				return FALSE;
+		}
+	}
+	return vs_vm_pin_other_threads(vm, &all, error);
+}
+
+static gboolean cells_from(Daemon *d, JsonObject *a, const char *vm,
+			   Cell *cells, guint *n, VsVm **followed,
+			   GError **error)
+{
+	*followed = vs_session_vm(&d->session, vm, NULL);
+	if (json_object_has_member(a, "cells"))
+		return cells_arg(json_object_get_array_member(a, "cells"),
+				 cells, n, error);
+	if (*followed && cells_of_vm(*followed, cells, n))
+		return TRUE;
+	return vs_fail(error, VS_HOST_ERROR_USAGE,
+		       "%s: give its cells, or register it (vsharectl add) "
+		       "so vshared reads them",
+		       vm);
 }
 
 static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
@@ -337,18 +407,28 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 	const char *policy =
 		json_object_get_string_member_with_default(a, "policy", NULL);
 	JsonNode *pnode = json_object_get_member(a, "profile");
+	gboolean do_apply =
+		json_object_get_boolean_member_with_default(a, "apply", FALSE);
+	VsVm *followed = NULL;
 	Cell cells[MAX_CELLS];
-	g_autoptr(JsonNode) state = NULL, result = NULL;
+	g_autoptr(JsonNode) state = NULL, result = NULL, own = NULL;
 	JsonObject *decided;
 	VsProfile p;
 	guint n = 0;
 
 	policy = policy ? policy : d->layout_policy;
 	if (!vs_name_valid(vm, error) ||
-	    !cells_arg(json_object_get_array_member(a, "cells"), cells, &n,
-		       error) ||
+	    !cells_from(d, a, vm, cells, &n, &followed, error) ||
 	    (pnode && !vs_profile_from_json(pnode, &p, error)))
 		return NULL;
+	if (do_apply && !followed) {
+		vs_fail(error, VS_HOST_ERROR_USAGE,
+			"--apply: vshared does not follow %s (vsharectl add)",
+			vm);
+		return NULL;
+	}
+	if (!pnode && daemon_monitor_profile(d, vm, &p))
+		pnode = own = vs_profile_to_json(&p);
 	if (vs_ledger_find(d->session.ledger, vm)) {
 		vs_fail(error, VS_HOST_ERROR_REFUSED,
 			"%s already runs on this host", vm);
@@ -372,7 +452,9 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 	g_message("layout %s: %s arrives on node %d (%s)", policy, vm,
 		  cells[0].node,
 		  json_object_get_string_member(decided, "reason"));
-	return answer(policy, vm, decided, cells, n, result);
+	if (do_apply && !apply(followed, cells, n, error))
+		return NULL;
+	return answer(policy, vm, decided, cells, n, result, do_apply);
 }
 
 void daemon_layout_init(Daemon *d)

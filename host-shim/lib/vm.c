@@ -340,6 +340,61 @@ gboolean vs_pin_thread(gint64 tid, guint pcpu, GError **error)
 	return TRUE;
 }
 
+gboolean vs_pin_thread_set(gint64 tid, const VsCpuSet *cpus, GError **error)
+{
+	cpu_set_t *set = CPU_ALLOC(VS_MAX_CPUS);
+	gsize size = CPU_ALLOC_SIZE(VS_MAX_CPUS);
+	int rc, saved;
+
+	CPU_ZERO_S(size, set);
+	for (guint c = 0; c < VS_MAX_CPUS; c++)
+		if (vs_cpuset_has(cpus, c))
+			CPU_SET_S(c, size, set);
+	rc = sched_setaffinity(tid, size, set);
+	saved = errno;
+	CPU_FREE(set);
+	if (rc == 0)
+		return TRUE;
+	return vs_fail(error,
+		       saved == ESRCH ? VS_HOST_ERROR_GONE
+				      : VS_HOST_ERROR_FAILED,
+		       "pin thread %" G_GINT64_FORMAT ": %s", tid,
+		       g_strerror(saved));
+}
+
+/* Every thread of the verified QEMU process that is not a vCPU: its main
+ * loop (where an incoming migration writes guest RAM: first touch), I/O
+ * and migration threads. A thread that exits meanwhile is fine. */
+gboolean vs_vm_pin_other_threads(VsVm *vm, const VsCpuSet *cpus,
+				 GError **error)
+{
+	g_autofree char *dir =
+		g_strdup_printf("/proc/%" G_GINT64_FORMAT "/task", vm->qemu_pid);
+	g_autoptr(GDir) d = NULL;
+	const char *ent;
+
+	if (!vs_vm_verify_threads(vm, error))
+		return FALSE;
+	d = g_dir_open(dir, 0, NULL);
+	if (!d)
+		return vs_fail(error, VS_HOST_ERROR_GONE, "VM %s: no %s",
+			       vm->conf->name, dir);
+	while ((ent = g_dir_read_name(d))) {
+		gint64 tid = g_ascii_strtoll(ent, NULL, 10);
+		g_autoptr(GError) local = NULL;
+		gboolean vcpu = FALSE;
+
+		for (guint i = 0; i < vm->vcpus->len && !vcpu; i++)
+			vcpu = g_array_index(vm->vcpus, VsVcpu, i).tid == tid;
+		if (tid <= 0 || vcpu || vs_pin_thread_set(tid, cpus, &local) ||
+		    vs_error_is(local, VS_HOST_ERROR_GONE))
+			continue;
+		g_propagate_error(error, g_steal_pointer(&local));
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static gboolean find_again(VsVm *vm, VsVmem **d, GError **error)
 {
 	g_autofree char *id = g_strdup((*d)->id);

@@ -306,6 +306,11 @@ gboolean vs_vm_mem_resize(VsVm *vm, VsVmem *d, guint64 bytes, int timeout_ms,
 gboolean vs_vm_alive(VsVm *vm);
 /* Affinity of thread @tid to exactly @pcpu (any CPU number). */
 gboolean vs_pin_thread(gint64 tid, guint pcpu, GError **error);
+/* Affinity of thread @tid to exactly the pCPUs of @cpus. */
+gboolean vs_pin_thread_set(gint64 tid, const VsCpuSet *cpus, GError **error);
+/* Every non-vCPU thread of the VM's QEMU to @cpus. */
+gboolean vs_vm_pin_other_threads(VsVm *vm, const VsCpuSet *cpus,
+				 GError **error);
 /* Nanoseconds of CPU the vCPU thread has run, -1 if unknown. */
 gint64 vs_vm_vcpu_cputime_ns(VsVm *vm, guint vcpu);
 VsPeer *vs_vm_agent(VsVm *vm, int timeout_ms, GError **error);

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * vsharectl place VM [--policy NAME] [--apply]
+ *
+ * Where the layout policy puts VM on this host (paper 001's Optimizer,
+ * docs/layout.md): vshared decides with every VM's profile and reserves
+ * free pCPUs per guest cell. For a VM vshared follows but does not own
+ * (a QEMU started with -incoming and registered), --apply pins its vCPU
+ * threads to their cell's pCPUs and its other threads to all of them
+ * before the migration's memory arrives.
+ */
+#include "cli.h"
+
+static const char *str(JsonObject *o, const char *k)
+{
+	return json_object_get_string_member_with_default(o, k, "?");
+}
+
+static void print_decisions(JsonObject *r, const char *member,
+			    const char *what)
+{
+	JsonArray *a = json_object_get_array_member(r, member);
+
+	for (guint i = 0; a && i < json_array_get_length(a); i++) {
+		JsonObject *o = json_array_get_object_element(a, i);
+
+		g_print("  %s %s: node %" G_GINT64_FORMAT " (%s)\n", what,
+			str(o, "vm"), json_object_get_int_member(o, "node"),
+			str(o, "reason"));
+	}
+}
+
+static void render(JsonNode *n)
+{
+	JsonObject *r = json_node_get_object(n);
+	JsonArray *cells = json_object_get_array_member(r, "cells");
+
+	g_print("%s: node %" G_GINT64_FORMAT " by %s (%s)\n", str(r, "vm"),
+		json_object_get_int_member(r, "node"), str(r, "policy"),
+		str(r, "reason"));
+	for (guint i = 0; i < json_array_get_length(cells); i++) {
+		JsonObject *c = json_array_get_object_element(cells, i);
+
+		g_print("  guest cell %" G_GINT64_FORMAT
+			": host node %" G_GINT64_FORMAT ", pCPUs %s\n",
+			json_object_get_int_member(c, "cell"),
+			json_object_get_int_member(c, "node"), str(c, "cpus"));
+	}
+	print_decisions(r, "neighbours", "neighbour");
+	print_decisions(r, "moves", "move memory of");
+	g_print("%s\n", json_object_get_boolean_member(r, "applied")
+				? "applied: threads pinned"
+				: "decided only (pCPUs reserved for 600 s)");
+}
+
+int cmd_place(Cli *c, int argc, char **argv)
+{
+	g_autofree char *policy = NULL;
+	gboolean do_apply = FALSE;
+	GOptionEntry e[] = {
+		{ "policy", 0, 0, G_OPTION_ARG_STRING, &policy,
+		  "the layout policy (default: vshared's --layout-policy)",
+		  "NAME" },
+		{ "apply", 0, 0, G_OPTION_ARG_NONE, &do_apply,
+		  "pin the VM's threads (a VM vshared follows)", NULL },
+		{ NULL }
+	};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(JsonNode) r = NULL;
+	JsonObject *a;
+
+	if (!cli_parse(c, &argc, &argv, "VM [--policy NAME] [--apply]",
+		       "Where the layout policy puts VM on this host "
+		       "(docs/layout.md).",
+		       e, &error) ||
+	    !cli_want_args(argc, argv, 1, "VM", &error))
+		return cli_fail(error);
+	a = json_object_new();
+	json_object_set_string_member(a, "vm", argv[1]);
+	if (policy)
+		json_object_set_string_member(a, "policy", policy);
+	if (do_apply)
+		json_object_set_boolean_member(a, "apply", TRUE);
+	r = cli_daemon_call(c, "vshare-host-place", a, &error);
+	if (!r)
+		return cli_fail(error);
+	if (c->json)
+		cli_print_json(r);
+	else
+		render(r);
+	return VS_EXIT_OK;
+}
