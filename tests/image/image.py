@@ -52,7 +52,7 @@ for p in os.listdir("/proc"):
     flags = st[st.rindex(")") + 2:].split()[6]
     print(p, flags, status["Name"].replace(" ", "_"),
           status["Cpus_allowed_list"], status["Mems_allowed_list"],
-          (cg or ["/"])[0] or "/")
+          (cg or ["/"])[0] or "/", status["State"][0])
 EOF"""
 FOREIGN = "/sys/fs/cgroup/lxc.payload.vshare-test"
 KNOBS = ("cat /sys/devices/virtual/workqueue/cpumask; "
@@ -66,13 +66,16 @@ class Task:
         self.pid, self.flags, self.comm = int(f[0]), int(f[1]), f[2]
         self.cpus, self.mems = parse_list(f[3]), parse_list(f[4])
         self.cgroup = f[5]
+        # Z/X: exited, not yet reaped; its /proc/PID/cgroup already reads
+        # "/" on cgroup v1 (the task left its css_set at exit)
+        self.exited = len(f) > 6 and f[6] in "ZX"
         self.kthread = bool(self.flags & 0x00200000)
         self.no_affinity = bool(self.flags & 0x04000000)
 
 
 def scan(g):
     return {t.pid: t for t in (Task(x) for x in g.shell.out(
-        SCAN, timeout=180).splitlines() if len(x.split()) == 6)}
+        SCAN, timeout=180).splitlines() if len(x.split()) == 7)}
 
 
 def show(g, units=UNITS, props="AllowedCPUs,AllowedMemoryNodes"):
@@ -164,7 +167,8 @@ class Checks:
         if before is not None:
             moved = [(p, before[p].comm, before[p].cgroup, x.cgroup)
                      for p, x in tasks.items()
-                     if p in before and x.cgroup != before[p].cgroup]
+                     if p in before and x.cgroup != before[p].cgroup and
+                     not x.exited]
             ours = [x.pid for x in tasks.values()
                     if x.cgroup == "/vshare" or
                     x.cgroup.startswith("/vshare/")]

@@ -10,6 +10,7 @@ connection and in the guest's node meminfo.
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -469,11 +470,18 @@ def socket_abuse(t, d):
     t.ok("only root" in p.stdout and "generation" not in p.stdout and
          d.ping(), "control socket: a non-root peer is refused "
          "(SO_PEERCRED), daemon alive", p.stdout + p.stderr)
+    # a copy nobody can reach (the checkout may sit under a 0700
+    # directory, as mktemp -d makes them)
+    nb = os.path.join(d.ctl.work, "vsharectl-nobody")
+    shutil.copy(d.ctl.bin, nb)
+    os.chmod(d.ctl.work, 0o755)
     p = subprocess.run(["runuser", "-u", "nobody", "--",
-                        d.ctl.bin, "status", "--conf-dir", d.ctl.conf,
+                        nb, "status", "--conf-dir", d.ctl.conf,
                         "--state-dir", d.ctl.state],
                        capture_output=True, text=True, timeout=60,
                        env=d.ctl.env)
+    os.chmod(d.ctl.work, 0o700)
+    os.unlink(nb)
     t.ok(p.returncode == 1 and "needs root" in p.stderr,
          "non-root vsharectl: clear error (exit 1)", p.stderr)
 
