@@ -16,8 +16,7 @@ static const char *str(JsonObject *o, const char *k)
 	return json_object_get_string_member_with_default(o, k, "?");
 }
 
-static void print_decisions(JsonObject *r, const char *member,
-			    const char *what)
+static void print_decisions(JsonObject *r, const char *member, const char *what)
 {
 	JsonArray *a = json_object_get_array_member(r, member);
 

@@ -353,8 +353,8 @@ static gboolean cells_of_vm(VsVm *vm, Cell *cells, guint *n)
 		while (k < *n && cells[k].cell != (guint)v->node)
 			k++;
 		if (k == *n)
-			cells[(*n)++] = (Cell){ .cell = (guint)v->node,
-						.node = -1 };
+			cells[(*n)++] =
+				(Cell){ .cell = (guint)v->node, .node = -1 };
 		cells[k].vcpus++;
 	}
 	return *n > 0;
@@ -427,7 +427,10 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 			vm);
 		return NULL;
 	}
-	if (!pnode && daemon_monitor_profile(d, vm, &p))
+	/* none in the request: the Monitor's, else the declared file (the
+	 * stand-in for the profile a QMP source would send) */
+	if (!pnode && (daemon_monitor_profile(d, vm, &p) ||
+		       vs_profile_load_declared(d->cfg.conf_dir, vm, &p, NULL)))
 		pnode = own = vs_profile_to_json(&p);
 	if (vs_ledger_find(d->session.ledger, vm)) {
 		vs_fail(error, VS_HOST_ERROR_REFUSED,

@@ -20,6 +20,7 @@
 typedef struct {
 	VsProfile p;
 	char *published; /* metadata XML last given to libvirt */
+	char *failed;	 /* the last refusal said (said once) */
 } Known;
 
 static void known_free(gpointer data)
@@ -27,6 +28,7 @@ static void known_free(gpointer data)
 	Known *k = data;
 
 	g_free(k->published);
+	g_free(k->failed);
 	g_free(k);
 }
 
@@ -84,10 +86,15 @@ static void publish(Daemon *d, VsVm *vm, Known *k)
 		return;
 	if (!vs_vm_set_metadata(vm, VS_PROFILE_KEY, VS_PROFILE_NS, xml,
 				&error)) {
-		g_warning("monitor: %s: profile not kept in the domain: %s",
-			  vm->conf->name, error->message);
+		if (g_strcmp0(error->message, k->failed))
+			g_warning("monitor: %s: profile not kept in the "
+				  "domain: %s (retried every tick)",
+				  vm->conf->name, error->message);
+		g_free(k->failed);
+		k->failed = g_strdup(error->message);
 		return;
 	}
+	g_clear_pointer(&k->failed, g_free);
 	g_free(k->published);
 	k->published = g_steal_pointer(&xml);
 }

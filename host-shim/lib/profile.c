@@ -366,8 +366,9 @@ char *vs_profile_to_metadata_xml(const VsProfile *p)
 	GString *s = g_string_new(NULL);
 	char buf[32];
 
-	g_string_append(s, "<" VS_PROFILE_KEY ":profile xmlns:" VS_PROFILE_KEY
-			   "=\"" VS_PROFILE_NS "\"");
+	/* no namespace: virDomainSetMetadata puts the element in @uri under
+	 * the prefix @key itself (and refuses one that already has it) */
+	g_string_append(s, "<profile");
 	add_number(s, "mpki", p->mpki);
 	add_number(s, "miss-ratio", p->miss_ratio);
 	add_number(s, "bandwidth-mbps", p->bandwidth_mbps);

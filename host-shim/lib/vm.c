@@ -355,21 +355,19 @@ gboolean vs_pin_thread_set(gint64 tid, const VsCpuSet *cpus, GError **error)
 	CPU_FREE(set);
 	if (rc == 0)
 		return TRUE;
-	return vs_fail(error,
-		       saved == ESRCH ? VS_HOST_ERROR_GONE
-				      : VS_HOST_ERROR_FAILED,
-		       "pin thread %" G_GINT64_FORMAT ": %s", tid,
-		       g_strerror(saved));
+	return vs_fail(
+		error,
+		saved == ESRCH ? VS_HOST_ERROR_GONE : VS_HOST_ERROR_FAILED,
+		"pin thread %" G_GINT64_FORMAT ": %s", tid, g_strerror(saved));
 }
 
 /* Every thread of the verified QEMU process that is not a vCPU: its main
  * loop (where an incoming migration writes guest RAM: first touch), I/O
  * and migration threads. A thread that exits meanwhile is fine. */
-gboolean vs_vm_pin_other_threads(VsVm *vm, const VsCpuSet *cpus,
-				 GError **error)
+gboolean vs_vm_pin_other_threads(VsVm *vm, const VsCpuSet *cpus, GError **error)
 {
-	g_autofree char *dir =
-		g_strdup_printf("/proc/%" G_GINT64_FORMAT "/task", vm->qemu_pid);
+	g_autofree char *dir = g_strdup_printf(
+		"/proc/%" G_GINT64_FORMAT "/task", vm->qemu_pid);
 	g_autoptr(GDir) d = NULL;
 	const char *ent;
 

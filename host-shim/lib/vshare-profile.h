@@ -83,9 +83,10 @@ JsonNode *vs_profile_to_json(const VsProfile *p);
 gboolean vs_profile_load_declared(const char *conf_dir, const char *vm_name,
 				  VsProfile *out, GError **error);
 
-/* <vshare:profile xmlns:vshare="urn:vshare:profile:1" mpki=... />: the
- * element alone, for virDomainSetMetadata(VIR_DOMAIN_METADATA_ELEMENT,
- * key VS_PROFILE_KEY, uri VS_PROFILE_NS). */
+/* <profile mpki=... />: the element alone, without a namespace, as
+ * virDomainSetMetadata(VIR_DOMAIN_METADATA_ELEMENT, key VS_PROFILE_KEY,
+ * uri VS_PROFILE_NS) takes it; libvirt stores it as
+ * <vshare:profile xmlns:vshare="urn:vshare:profile:1" .../>. */
 char *vs_profile_to_metadata_xml(const VsProfile *p);
 /* The profile element (namespace VS_PROFILE_NS, whatever its prefix)
  * anywhere under the <metadata> of a full domain XML. None:
