@@ -98,38 +98,20 @@ static char *socket_path(void)
 	return g_strdup(env ? env : "/run/vshare/vshared.sock");
 }
 
+/* One request on vshared's control socket (the agent protocol's framing:
+ * replies in order), within the hook's deadline. */
 static JsonNode *ask_vshared(JsonObject *args, GError **error)
 {
 	g_autofree char *path = socket_path();
 	g_autoptr(VsPeer) p =
 		vs_peer_connect(path, "vshared", VS_QMP_MAX_REPLY, error);
-	g_autofree char *line = NULL;
-	gint64 deadline = g_get_monotonic_time() + opt_timeout_ms * 1000;
-	g_autoptr(JsonNode) r = NULL;
-	JsonObject *o;
 
-	if (!p)
-		return NULL;
-	line = vs_request_build("vshare-host-place", args, 1);
-	if (!vs_peer_send(p, line, strlen(line), deadline, error))
-		return NULL;
-	r = vs_peer_recv(p, deadline, error);
-	if (!r)
-		return NULL;
-	o = json_node_get_object(r);
-	if (!json_object_has_member(o, "return")) {
-		g_set_error(
-			error, VS_HOST_ERROR, VS_HOST_ERROR_REFUSED,
-			"vshared: %s",
-			json_object_has_member(o, "error")
-				? json_object_get_string_member_with_default(
-					  json_object_get_object_member(
-						  o, "error"),
-					  "desc", "error")
-				: "no answer");
+	if (!p) {
+		json_object_unref(args);
 		return NULL;
 	}
-	return json_node_copy(json_object_get_member(o, "return"));
+	return vs_agent_call(p, "vshare-host-place", args, opt_timeout_ms,
+			     error);
 }
 
 /* {cells: [{cell, node, cpus}]} -> places; checked by vs_mig_rewrite. */

@@ -7,30 +7,11 @@
  * independently of the code under test.
  */
 #include "migxml.h"
+#include "testdata.h"
 
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 #include <string.h>
-
-static char *sample(const char *name)
-{
-	const char *dir = g_getenv("VSHARE_TEST_DATA");
-	g_autofree char *path =
-		g_build_filename(dir ? dir : "tests/unit/data", name, NULL);
-	char *text = NULL;
-
-	g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
-	return text;
-}
-
-static char *edit(const char *text, const char *from, const char *to)
-{
-	const char *at = strstr(text, from);
-
-	g_assert_nonnull(at);
-	return g_strdup_printf("%.*s%s%s", (int)(at - text), text, to,
-			       at + strlen(from));
-}
 
 /* The string value of XPath @expr in @xml ("" when nothing matches). */
 static char *xpath(const char *xml, const char *expr)
