@@ -210,7 +210,8 @@ demo-agent: build/rel/vshare-agent
 	tests/vm/vm demo
 
 run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared \
-           build/rel/bench-policy build/rel/vshare-plesim
+           build/rel/bench-policy build/rel/vshare-plesim \
+           build/san/vsharectl build/san/vshared
 	tests/bench/bench-hostile.py
 	tests/bench/bench-policy.py
 	tests/bench/bench-libvirt.py
@@ -218,6 +219,7 @@ run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared \
 	tests/bench/bench-systemd.py
 	tests/bench/bench-shim.py
 	tests/bench/bench-plesim.py
+	tests/bench/bench-layout.py
 	tests/libvirt/guestvcpus.py --bench
 
 # ---- packaging ------------------------------------------------------------

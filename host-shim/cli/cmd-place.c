@@ -3,7 +3,7 @@
  * vsharectl place VM [--policy NAME] [--apply]
  *
  * Where the layout policy puts VM on this host (paper 001's Optimizer,
- * docs/layout.md): vshared decides with every VM's profile and reserves
+ * docs/migration.md): vshared decides with every VM's profile and reserves
  * free pCPUs per guest cell. For a VM vshared follows but does not own
  * (a QEMU started with -incoming and registered), --apply pins its vCPU
  * threads to their cell's pCPUs and its other threads to all of them
@@ -70,7 +70,7 @@ int cmd_place(Cli *c, int argc, char **argv)
 
 	if (!cli_parse(c, &argc, &argv, "VM [--policy NAME] [--apply]",
 		       "Where the layout policy puts VM on this host "
-		       "(docs/layout.md).",
+		       "(docs/migration.md).",
 		       e, &error) ||
 	    !cli_want_args(argc, argv, 1, "VM", &error))
 		return cli_fail(error);

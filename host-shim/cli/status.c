@@ -23,7 +23,7 @@ static double d_or(JsonObject *o, const char *k)
 		       : -1;
 }
 
-/* vshared's Monitor (docs/layout.md): present when the VM has a profile. */
+/* vshared's Monitor (docs/migration.md): present when the VM has a profile. */
 static void print_profile(JsonObject *vm)
 {
 	JsonObject *p = json_object_has_member(vm, "profile")

@@ -383,8 +383,13 @@ static void run_job(gpointer data, gpointer user_data)
 void daemon_job(Daemon *d, JobKind kind, Client *client, const char *frame,
 		gsize len, const GError *frame_error, const char *vm)
 {
-	Job *j = g_new0(Job, 1);
+	Job *j;
 
+	if (d->stopping) { /* the worker is going away */
+		g_debug("stopping: job %d not queued", kind);
+		return;
+	}
+	j = g_new0(Job, 1);
 	j->d = d;
 	j->kind = kind;
 	j->client = client ? client_ref(client) : NULL;

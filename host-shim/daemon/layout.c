@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Paper 001's Optimizer in vshared (docs/layout.md): `vshare-host-place`.
+ * Paper 001's Optimizer in vshared (docs/migration.md): `vshare-host-place`.
  *
  * A VM is about to arrive by live migration; the libvirt hook on this
  * (the destination) host asks where it goes before QEMU starts. The layout
  * policy (a Lua file, `--layout-policy`, default layout-simple) decides
  * every VM's node from the profiles: the incoming one's (from its domain
  * metadata) and the local VMs' (CONF/profiles/NAME.json, the declared
- * source; docs/layout.md). The answer gives each guest NUMA cell a host
+ * source; docs/migration.md). The answer gives each guest NUMA cell a host
  * node and as many free pCPUs as it has vCPUs; those pCPUs are reserved
- * for the VM (RESERVE_S) so two arrivals never get the same. Decide only:
+ * for the VM (RESERVE_S, or while vshared follows a VM placed with apply)
+ * so two arrivals never get the same. Decide only:
  * the caller applies the incoming VM's layout (its XML); a neighbour's new
  * node is reported, not applied.
  *
@@ -25,7 +26,8 @@
 
 typedef struct {
 	VsCpuSet cpus;
-	gint64 until; /* monotonic us */
+	gint64 until;	  /* monotonic us */
+	gboolean applied; /* for a followed VM: held while it is followed */
 } Reservation;
 
 typedef struct {
@@ -172,10 +174,13 @@ static void prune_reservations(Daemon *d)
 	gint64 now = g_get_monotonic_time();
 
 	g_hash_table_iter_init(&it, d->reserved);
-	while (g_hash_table_iter_next(&it, &k, &v))
-		if (((Reservation *)v)->until < now ||
-		    vs_ledger_find(d->session.ledger, k))
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		Reservation *r = v;
+
+		if (r->until < now || vs_ledger_find(d->session.ledger, k) ||
+		    (r->applied && !g_hash_table_contains(d->session.vms, k)))
 			g_hash_table_iter_remove(&it);
+	}
 }
 
 static gboolean reserved_by_other(Daemon *d, const char *vm, guint c)
@@ -254,10 +259,12 @@ static gboolean assign(Daemon *d, const char *vm, int node0, Cell *cells,
 	return TRUE;
 }
 
-static void reserve(Daemon *d, const char *vm, const Cell *cells, guint n)
+static void reserve(Daemon *d, const char *vm, const Cell *cells, guint n,
+		    gboolean applied)
 {
 	Reservation *r = g_new0(Reservation, 1);
 
+	r->applied = applied;
 	for (guint i = 0; i < n; i++)
 		for (guint c = 0; c < VS_MAX_CPUS; c++)
 			if (vs_cpuset_has(&cells[i].cpus, c))
@@ -451,7 +458,7 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 	if (!assign(d, vm, (int)json_object_get_int_member(decided, "node"),
 		    cells, n, error))
 		return NULL;
-	reserve(d, vm, cells, n);
+	reserve(d, vm, cells, n, do_apply);
 	g_message("layout %s: %s arrives on node %d (%s)", policy, vm,
 		  cells[0].node,
 		  json_object_get_string_member(decided, "reason"));

@@ -47,7 +47,7 @@ static GOptionEntry entries[] = {
 	  "DIR" },
 	{ "layout-policy", 0, 0, G_OPTION_ARG_STRING, &opt_layout,
 	  "the layout policy that places VMs arriving by live migration "
-	  "(default " VS_LAYOUT_POLICY "; docs/layout.md)",
+	  "(default " VS_LAYOUT_POLICY "; docs/migration.md)",
 	  "NAME" },
 	{ "metrics-interval", 0, 0, G_OPTION_ARG_INT, &opt_interval,
 	  "seconds between observations (default 10)", "S" },
@@ -119,6 +119,7 @@ static gboolean on_quit(gpointer data)
 	Daemon *d = data;
 
 	g_message("stopping");
+	d->stopping = TRUE;
 	g_main_loop_quit(d->loop);
 	return G_SOURCE_CONTINUE;
 }
@@ -193,13 +194,18 @@ static int run(Daemon *d)
 	g_unix_signal_add(SIGTERM, on_quit, d);
 	g_unix_signal_add(SIGINT, on_quit, d);
 	g_unix_signal_add(SIGHUP, on_hup, d);
-	g_timeout_add_seconds(d->metrics_interval_s, on_tick, d);
+	d->tick_src = g_timeout_add_seconds(d->metrics_interval_s, on_tick, d);
 	daemon_job(d, JOB_RELOAD, NULL, NULL, 0, NULL, NULL);
 	on_tick(d);
 	g_message("ready: %s (ledger generation %" G_GUINT64_FORMAT ")",
 		  d->socket_path, d->session.ledger->generation);
 	notify_ready();
 	g_main_loop_run(d->loop);
+	/* the drain below dispatches what is due: no timer may queue a job
+	 * on the pool being freed (measured: a tick due during the drain
+	 * pushed onto the freed pool and leaked its job) */
+	d->stopping = TRUE;
+	g_source_remove(d->tick_src);
 	daemon_api_stop(d);
 	daemon_libvirt_stop(d);
 	g_thread_pool_free(d->pool, FALSE, TRUE);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Paper 001's Monitor and, for libvirt VMs, its Transferer (docs/layout.md).
+ * Paper 001's Monitor and, for libvirt VMs, its Transferer (docs/migration.md).
  *
  * At every metrics tick (worker), each VM's profile: sampled from the
  * hardware counters of its vCPU threads where the host has a usable PMU,
@@ -100,11 +100,30 @@ static void publish(Daemon *d, VsVm *vm, Known *k)
 }
 
 /* Per VM of @status: measure, publish, and add "profile" to its entry. */
+/* Profiles of VMs no longer in @vms are forgotten. */
+static void forget_gone(Daemon *d, JsonArray *vms)
+{
+	g_autoptr(GHashTable) now = g_hash_table_new(g_str_hash, g_str_equal);
+	GHashTableIter it;
+	gpointer k;
+
+	for (guint i = 0; vms && i < json_array_get_length(vms); i++)
+		g_hash_table_add(
+			now,
+			(gpointer)json_object_get_string_member(
+				json_array_get_object_element(vms, i), "name"));
+	g_hash_table_iter_init(&it, d->profiles);
+	while (g_hash_table_iter_next(&it, &k, NULL))
+		if (!g_hash_table_contains(now, k))
+			g_hash_table_iter_remove(&it);
+}
+
 void daemon_monitor_tick(Daemon *d, JsonNode *status)
 {
 	JsonArray *vms = json_object_get_array_member(
 		json_node_get_object(status), "vms");
 
+	forget_gone(d, vms);
 	for (guint i = 0; vms && i < json_array_get_length(vms); i++) {
 		JsonObject *o = json_array_get_object_element(vms, i);
 		const char *name = json_object_get_string_member(o, "name");

@@ -246,7 +246,7 @@ void daemon_policy_arm(Daemon *d)
 	if (d->policy_timer)
 		g_source_remove(d->policy_timer);
 	d->policy_timer = 0;
-	if (d->policy_queued || !d->policy)
+	if (d->policy_queued || !d->policy || d->stopping)
 		return;
 	if (next < 0)
 		return;

@@ -32,6 +32,8 @@ typedef struct {
 	GThreadPool *pool;    /* one thread: jobs run one at a time */
 	guint pending;	      /* jobs queued or running (loop's count) */
 	gboolean tick_queued; /* a metrics job is queued (loop) */
+	guint tick_src;	      /* the metrics timer (loop) */
+	gboolean stopping;    /* SIGTERM/INT seen: no new job (loop) */
 	VsDispatcher *dispatcher;
 	GHashTable *watches; /* name -> Watch (loop) */
 	char *socket_path;

@@ -7,7 +7,7 @@
  * resctrl MBM plus perf ("resctrl+perf"), or a file an administrator
  * wrote, CONF/profiles/VM.json ("declared": the documented fake on hosts
  * without a PMU). The profile travels with the domain as libvirt
- * metadata (docs/layout.md).
+ * metadata (docs/migration.md).
  *
  * Error codes: VS_PROFILE_ABSENT (= UNSUPPORTED) when there is no profile
  * to read (no file, no metadata element, no PMU), CORRUPT when there is

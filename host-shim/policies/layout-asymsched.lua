@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: GPL-2.0-or-later
--- Layout policy (docs/layout.md) after AsymSched (Lepers et al.), as
+-- Layout policy (docs/migration.md) after AsymSched (Lepers et al.), as
 -- paper 001 uses it: cut the remote memory accesses of the VMs with high
 -- memory bandwidth. VMs go by bandwidth descending (ties: name), so the
 -- heaviest get the node they want first; each goes to the node that

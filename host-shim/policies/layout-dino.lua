@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: GPL-2.0-or-later
--- Layout policy (docs/layout.md) after DINO (Blagodurov et al.), as paper
+-- Layout policy (docs/migration.md) after DINO (Blagodurov et al.), as paper
 -- 001 uses it: spread the VMs with high LLC miss rates over different
 -- nodes, so that no node's cache and memory controller carry two of
 -- them. VMs go by mpki descending (ties: name); each goes to the node,

@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: GPL-2.0-or-later
--- Layout policy (docs/layout.md), paper 001's "Simple": the VM with the
+-- Layout policy (docs/migration.md), paper 001's "Simple": the VM with the
 -- higher LLC miss rate gets the better layout first.
 --  * CPU-bound (and unprofiled) residents keep their node.
 --  * Memory-bound VMs, by mpki descending (ties: name), each get the node

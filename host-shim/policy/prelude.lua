@@ -53,7 +53,7 @@ function vs.min_nice() return pick(nice, false) end
 function vs.max_prio() return pick(prio, true) end
 function vs.min_prio() return pick(prio, false) end
 
--- ---- layout helpers (docs/layout.md): over a layout state document ----
+-- ---- layout helpers (docs/migration.md): over a layout state document ----
 
 -- the host's node numbers, ascending
 function vs.node_ids(state)

@@ -114,7 +114,7 @@ JsonNode *vs_policy_dry_run(VsPolicyEngine *e, const char *name,
 /* Decide a layout (paper 001's Optimizer), make nothing: run layout
  * policy @name (a file in the policy directories, enabled or not) in a
  * fresh sandbox and call its layout(state, incoming). @state: the layout
- * state document (docs/layout.md); @incoming: the VM arriving by
+ * state document (docs/migration.md); @incoming: the VM arriving by
  * migration, NULL for a re-layout. The policy decides with
  * vshare.place(vm, node, reason) and vshare.move_memory(vm, node,
  * reason). {policy, incoming, placements: [{vm, node, reason}],

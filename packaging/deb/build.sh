@@ -41,7 +41,7 @@ stage_host() {
 	for f in "$repo"/host-shim/policies/*.lua; do
 		install -D -m 0644 "$f" "$1/usr/share/vshare/policies/$(basename "$f")"
 	done
-	# the libvirt migration hook (docs/layout.md): libvirtd runs every
+	# the libvirt migration hook (docs/migration.md): libvirtd runs every
 	# file in /etc/libvirt/hooks/qemu.d (seen after a libvirtd restart)
 	install -D -m 0755 "$repo/build/rel/vshare-libvirt-hook" \
 		"$1/usr/libexec/vshare/vshare-libvirt-hook"
@@ -49,7 +49,7 @@ stage_host() {
 		"$1/usr/libexec/vshare/vshare-libvirt-hook"
 	mkdir -p "$1/etc/libvirt/hooks/qemu.d"
 	ln -s /usr/libexec/vshare/vshare-libvirt-hook "$1/etc/libvirt/hooks/qemu.d/vshare"
-	for d in vsharectl.md architecture.md policies.md ple.md layout.md; do
+	for d in vsharectl.md architecture.md policies.md ple.md migration.md; do
 		install -D -m 0644 "$repo/docs/$d" "$1/usr/share/doc/vshare-host/$d"
 	done
 }

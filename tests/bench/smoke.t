@@ -8,7 +8,8 @@ n=0
 for b in tests/bench/bench-hostile.py tests/bench/bench-libvirt.py \
 	tests/bench/bench.py tests/bench/bench-systemd.py \
 	tests/bench/bench-shim.py tests/libvirt/guestvcpus.py \
-	tests/bench/bench-policy.py tests/bench/bench-plesim.py; do
+	tests/bench/bench-policy.py tests/bench/bench-plesim.py \
+	tests/bench/bench-layout.py; do
 	n=$((n + 1))
 	t0=$(date +%s)
 	out=$("$b" --smoke 2>&1)

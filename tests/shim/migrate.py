@@ -20,120 +20,63 @@ reports the migration completed.
 """
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from migratelib import (Incoming, cells_of, declare_profile,  # noqa: E402
+                        follow, free_port, misplaced, place as vplace,
+                        wait_event)
 from shimlib import SHAPE, Ctl, Daemon  # noqa: E402
-from vshare_vm import (QMP, Guest, Shape, Shell, Tap,  # noqa: E402
-                       build_initrd, parse_list)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_event(qmp, name, timeout):
-    """The first @name event (already seen or arriving) within @timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for e in qmp.events:
-            if e["event"] == name:
-                qmp.events.remove(e)
-                return e
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        try:
-            rep = qmp._read(left)
-        except TimeoutError:
-            return None
-        if "event" in rep:
-            qmp.events.append(rep)
-
-
-def affinities(pid):
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith("Cpus_allowed_list:"):
-                        out[int(tid)] = parse_list(line.split()[1])
-        except OSError:
-            pass  # a thread that ended
-    return out
-
-
-class Incoming(Guest):
-    """The destination: the source's command line with -incoming."""
-
-    def start_incoming(self, port):
-        initrd = build_initrd(self.kernel, self.agent_bin, qga=self.qga,
-                              extra=self.extra_files)
-        os.makedirs(self.workdir, exist_ok=True)
-        argv = self.qemu_argv(initrd) + ["-incoming",
-                                         f"tcp:127.0.0.1:{port}"]
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL,
-            stdout=open(self.path("qemu.log"), "w"),
-            stderr=subprocess.STDOUT)
-        self.qmp = QMP(self.path("qmp.sock"))
-        return self
+from vshare_vm import Guest, Shape, Shell, Tap  # noqa: E402
 
 
 def place(t, dst, dd, dg):
-    p = dst.run("add", "mig", "--qmp", dg.path("qmp-shim.sock"), "--agent",
-                dg.path("agent.sock"), "--force")
-    t.ok(p.returncode == 0, "destination: the -incoming QEMU registered",
-         p.stderr)
-    r = dd.request(b'{"execute": "vshare-host-reload"}\n')
+    r = follow(dst, dd, "mig", dg)
     t.ok(r is not None and "mig" in r,
-         "destination vshared follows the incoming QEMU", r)
-    os.makedirs(os.path.join(dst.conf, "profiles"), exist_ok=True)
-    with open(os.path.join(dst.conf, "profiles", "mig.json"), "w") as f:
-        json.dump({"mpki": 12.5, "bandwidth-mbps": 3200}, f)
-    p = dst.run("place", "mig", "--apply", "--json")
-    ok = p.returncode == 0
-    r = json.loads(p.stdout) if ok else {}
-    t.ok(ok and r.get("applied") and len(r.get("cells", [])) == 2,
+         "destination: the -incoming QEMU registered, vshared follows it",
+         r)
+    declare_profile(dst, "mig", {"mpki": 12.5, "bandwidth-mbps": 3200})
+    p, r = vplace(dst, "mig")
+    t.ok(r.get("applied") and len(r.get("cells", [])) == 2,
          "vsharectl place mig --apply: a node and pCPUs per guest cell, "
          "threads pinned", p.stdout + p.stderr)
     log = open(dd.log).read()
     t.ok("arrives on node" in log and "mpki 12.5" in log,
          "the layout policy decided with the declared profile",
          log[-1500:])
-    return {c["cell"]: parse_list(c["cpus"]) for c in r.get("cells", [])}
+    return cells_of(r)
+
+
+def counter(sh):
+    rc, out = sh.run("cat /tmp/cnt", timeout=60)
+    return int(out.strip() or 0) if rc == 0 else -1
 
 
 def migrate(t, sg, dg, port, cells):
     vcpus = dg.qmp.cmd("query-cpus-fast")
     node_of = {v["thread-id"]: v["props"]["node-id"] for v in vcpus}
+    # the guest's workload: a counter in the guest's RAM, running on
+    sg.shell.run("(i=0; while :; do i=$((i+1)); echo $i > /tmp/cnt.t; "
+                 "mv /tmp/cnt.t /tmp/cnt; done) >/dev/null 2>&1 &")
+    sg.shell.run("until [ -s /tmp/cnt ]; do :; done", timeout=60)
+    c0 = counter(sg.shell)
     t0 = time.monotonic()
     sg.qmp.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
     ev = wait_event(dg.qmp, "RESUME", 300)
-    seen = affinities(dg.proc.pid) if ev else {}
+    bad = misplaced(dg.proc.pid, node_of, cells) if ev else {"": ""}
     secs = time.monotonic() - t0
     t.ok(ev is not None, f"the destination QEMU resumed ({secs:.1f} s "
          "after migrate)", open(dg.path("qemu.log")).read()[-1000:])
-    union = set().union(*cells.values()) if cells else set()
-    bad = {tid: sorted(a) for tid, a in seen.items()
-           if (tid in node_of and a != cells.get(node_of[tid])) or
-           (tid not in node_of and not a <= union)}
-    t.ok(seen and not bad and all(tid in seen for tid in node_of),
+    t.ok(cells and not bad,
          "at RESUME every vCPU thread already ran on its guest cell's "
          "pCPUs and every other QEMU thread within the VM's",
          f"cells {cells} vCPU threads {node_of} wrong {bad}")
     st = sg.qmp.cmd("query-migrate")
     t.ok(st.get("status") == "completed",
-         f"the source says completed ({st.get('total-time')} ms, "
+         f"the source says completed ({st.get('total-time')} ms, downtime "
+         f"{st.get('downtime')} ms, "
          f"{st.get('ram', {}).get('transferred', 0) >> 20} MiB)", st)
     sh = Shell(dg.path("shell.sock"))
     sh.connect(60)
@@ -141,6 +84,14 @@ def migrate(t, sg, dg, port, cells):
     t.ok(rc == 0 and out.strip() == "0-1",
          "the guest runs at the destination (its shell answers, 2 nodes)",
          out)
+    c1 = counter(sh)
+    sh.run("end=$(($(date +%s) + 30)); c=$(cat /tmp/cnt); until "
+           "[ $(cat /tmp/cnt) -gt $c ]; do [ $(date +%s) -lt $end ] || "
+           "break; done", timeout=60)
+    c2 = counter(sh)
+    t.ok(0 < c0 <= c1 < c2,
+         "the guest's workload ran on throughout: its counter went on from "
+         f"the source's {c0} to {c1}, then {c2}, at the destination")
 
 
 def main():
