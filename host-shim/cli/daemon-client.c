@@ -162,8 +162,9 @@ JsonNode *cli_daemon_call(Cli *c, const char *cmd, JsonObject *args,
 
 	if (!p && !local)
 		g_set_error(&local, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
-			    "vshared does not run (policies live in the "
-			    "daemon: systemctl start vshared)");
+			    "vshared does not run (%s is answered by the "
+			    "daemon: systemctl start vshared)",
+			    cmd);
 	if (!p) {
 		if (args)
 			json_object_unref(args);
