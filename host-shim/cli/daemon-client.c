@@ -13,9 +13,7 @@ static char *socket_path(Cli *c)
 {
 	const char *env = g_getenv("VSHARE_SOCKET");
 
-	return g_strdup(c->socket ? c->socket
-			: env	  ? env
-				  : "/run/vshare/vshared.sock");
+	return g_strdup(c->socket ? c->socket : env ? env : VS_DAEMON_SOCKET);
 }
 
 /* NULL and no error: no daemon runs. */

@@ -82,8 +82,7 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 	d->cfg.agent_timeout_ms = opt_timeout * 1000;
 	d->cfg.qmp_timeout_ms = opt_qmp_timeout * 1000;
 	d->cfg.mem_timeout_ms = opt_mem_timeout * 1000;
-	d->socket_path =
-		g_strdup(opt_socket ? opt_socket : "/run/vshare/vshared.sock");
+	d->socket_path = g_strdup(opt_socket ? opt_socket : VS_DAEMON_SOCKET);
 	d->metrics_path =
 		g_strdup(opt_metrics ? opt_metrics : "/run/vshare/vshare.prom");
 	d->metrics_interval_s = opt_interval;

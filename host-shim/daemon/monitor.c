@@ -76,12 +76,11 @@ static gboolean measure(Daemon *d, VsVm *vm, VsProfile *out)
 	return FALSE;
 }
 
-static void publish(Daemon *d, VsVm *vm, Known *k)
+static void publish(VsVm *vm, Known *k)
 {
 	g_autofree char *xml = vs_profile_to_metadata_xml(&k->p);
 	g_autoptr(GError) error = NULL;
 
-	(void)d;
 	if (!vm->drv->set_metadata || !g_strcmp0(xml, k->published))
 		return;
 	if (!vs_vm_set_metadata(vm, VS_PROFILE_KEY, VS_PROFILE_NS, xml,
@@ -141,7 +140,7 @@ void daemon_monitor_tick(Daemon *d, JsonNode *status)
 			g_hash_table_insert(d->profiles, g_strdup(name), k);
 		}
 		k->p = p;
-		publish(d, vm, k);
+		publish(vm, k);
 		json_object_set_member(o, "profile", vs_profile_to_json(&p));
 	}
 }

@@ -95,7 +95,7 @@ static char *socket_path(void)
 {
 	const char *env = g_getenv("VSHARE_SOCKET");
 
-	return g_strdup(env ? env : "/run/vshare/vshared.sock");
+	return g_strdup(env ? env : VS_DAEMON_SOCKET);
 }
 
 /* One request on vshared's control socket (the agent protocol's framing:

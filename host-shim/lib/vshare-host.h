@@ -30,7 +30,10 @@
 /* Replies: the agent's are a few KiB; QMP's grow with vCPUs/devices. */
 #define VS_AGENT_MAX_REPLY (256 * 1024)
 #define VS_QMP_MAX_REPLY   (4 * 1024 * 1024)
-#define VS_MAX_ELEMENTS	   65536
+/* vshared's control socket; vsharectl and the libvirt hook take
+ * $VSHARE_SOCKET first. */
+#define VS_DAEMON_SOCKET "/run/vshare/vshared.sock"
+#define VS_MAX_ELEMENTS	 65536
 
 /* ---- errors ------------------------------------------------------------ */
 
