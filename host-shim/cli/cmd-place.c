@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * vsharectl place VM [--policy NAME] [--apply]
+ * vsharectl place VM [--policy NAME] [--apply] | --release
  *
  * Where the layout policy puts VM on this host (paper 001's Optimizer,
  * docs/migration.md): vshared decides with every VM's profile and reserves
  * free pCPUs per guest cell. For a VM vshared follows but does not own
  * (a QEMU started with -incoming and registered), --apply pins its vCPU
  * threads to their cell's pCPUs and its other threads to all of them
- * before the migration's memory arrives.
+ * before the migration's memory arrives. --release: the VM will not
+ * arrive after all; its reserved pCPUs are free again.
  */
 #include "cli.h"
 
@@ -23,9 +24,22 @@ static void print_decisions(JsonObject *r, const char *member, const char *what)
 	for (guint i = 0; a && i < json_array_get_length(a); i++) {
 		JsonObject *o = json_array_get_object_element(a, i);
 
-		g_print("  %s %s: node %" G_GINT64_FORMAT " (%s)\n", what,
+		g_print("  %s %s: node %" G_GINT64_FORMAT " (%s): %s\n", what,
 			str(o, "vm"), json_object_get_int_member(o, "node"),
-			str(o, "reason"));
+			str(o, "reason"), str(o, "note"));
+	}
+}
+
+static void print_neighbours(JsonObject *r)
+{
+	JsonArray *a = json_object_get_array_member(r, "neighbours");
+
+	for (guint i = 0; a && i < json_array_get_length(a); i++) {
+		JsonObject *o = json_array_get_object_element(a, i);
+
+		g_print("  neighbour %s: node %" G_GINT64_FORMAT " (%s): %s\n",
+			str(o, "vm"), json_object_get_int_member(o, "node"),
+			str(o, "reason"), str(o, "note"));
 	}
 }
 
@@ -45,7 +59,7 @@ static void render(JsonNode *n)
 			json_object_get_int_member(c, "cell"),
 			json_object_get_int_member(c, "node"), str(c, "cpus"));
 	}
-	print_decisions(r, "neighbours", "neighbour");
+	print_neighbours(r);
 	print_decisions(r, "moves", "move memory of");
 	g_print("%s\n", json_object_get_boolean_member(r, "applied")
 				? "applied: threads pinned"
@@ -55,20 +69,23 @@ static void render(JsonNode *n)
 int cmd_place(Cli *c, int argc, char **argv)
 {
 	g_autofree char *policy = NULL;
-	gboolean do_apply = FALSE;
+	gboolean do_apply = FALSE, release = FALSE;
 	GOptionEntry e[] = {
 		{ "policy", 0, 0, G_OPTION_ARG_STRING, &policy,
 		  "the layout policy (default: vshared's --layout-policy)",
 		  "NAME" },
 		{ "apply", 0, 0, G_OPTION_ARG_NONE, &do_apply,
 		  "pin the VM's threads (a VM vshared follows)", NULL },
+		{ "release", 0, 0, G_OPTION_ARG_NONE, &release,
+		  "VM will not arrive: free the pCPUs reserved for it", NULL },
 		{ NULL }
 	};
 	g_autoptr(GError) error = NULL;
 	g_autoptr(JsonNode) r = NULL;
 	JsonObject *a;
 
-	if (!cli_parse(c, &argc, &argv, "VM [--policy NAME] [--apply]",
+	if (!cli_parse(c, &argc, &argv,
+		       "VM [--policy NAME] [--apply] | VM --release",
 		       "Where the layout policy puts VM on this host "
 		       "(docs/migration.md).",
 		       e, &error) ||
@@ -80,11 +97,19 @@ int cmd_place(Cli *c, int argc, char **argv)
 		json_object_set_string_member(a, "policy", policy);
 	if (do_apply)
 		json_object_set_boolean_member(a, "apply", TRUE);
+	if (release)
+		json_object_set_boolean_member(a, "release", TRUE);
 	r = cli_daemon_call(c, "vshare-host-place", a, &error);
 	if (!r)
 		return cli_fail(error);
 	if (c->json)
 		cli_print_json(r);
+	else if (release)
+		g_print("%s: %s\n", argv[1],
+			json_object_get_boolean_member(json_node_get_object(r),
+						       "released")
+				? "reservation released"
+				: "had no reservation");
 	else
 		render(r);
 	return VS_EXIT_OK;

@@ -10,9 +10,15 @@
  * source; docs/migration.md). The answer gives each guest NUMA cell a host
  * node and as many free pCPUs as it has vCPUs; those pCPUs are reserved
  * for the VM (RESERVE_S, or while vshared follows a VM placed with apply)
- * so two arrivals never get the same. Decide only:
- * the caller applies the incoming VM's layout (its XML); a neighbour's new
- * node is reported, not applied.
+ * so two arrivals never get the same. The caller applies the incoming
+ * VM's layout (its XML), or vshared does (`apply`, a followed VM).
+ *
+ * Neighbours: a resident VM vshared placed earlier (it holds an applied
+ * reservation) and still follows moves when the policy gives it another
+ * node: its threads are re-pinned at once, and its memory follows at a
+ * paced rate on the mover thread (--move-rate, memmove.c) where the
+ * layout is the kernel's. If the new layout does not fit, nobody moves
+ * and the arrival is placed around the neighbours as they are.
  *
  * Runs on the worker (a request job), like every command.
  */
@@ -28,6 +34,7 @@ typedef struct {
 	VsCpuSet cpus;
 	gint64 until;	  /* monotonic us */
 	gboolean applied; /* for a followed VM: held while it is followed */
+	int node;	  /* its first cell's node: where it is "placed" */
 } Reservation;
 
 typedef struct {
@@ -36,6 +43,33 @@ typedef struct {
 	int node;
 	VsCpuSet cpus;
 } Cell;
+
+/* A resident VM the policy gave a node (docs/migration.md,
+ * "Neighbours"). */
+typedef struct {
+	char *vm, *reason;
+	int from, to; /* from: where vshared placed it; -1: not placed */
+	VsVm *followed;
+	Cell cells[MAX_CELLS];
+	guint n;
+	gboolean wants; /* placed by vshared, followed, another node */
+	char *key;	/* its reservation while the arrival is placed */
+	Reservation *old;
+	gboolean moved;
+	char *why; /* what happened, for the answer */
+} Move;
+
+static void move_free(gpointer p)
+{
+	Move *m = p;
+
+	g_free(m->vm);
+	g_free(m->reason);
+	g_free(m->key);
+	g_free(m->old);
+	g_free(m->why);
+	g_free(m);
+}
 
 /* ---- arguments ------------------------------------------------------- */
 
@@ -158,8 +192,15 @@ static JsonNode *layout_state(Daemon *d, const char *vm, const Cell *cells,
 				       "name"),
 			       vm))
 			json_array_remove_element(vms, i);
-	for (guint i = 0; i < json_array_get_length(vms); i++)
-		add_profile(d, json_array_get_object_element(vms, i));
+	for (guint i = 0; i < json_array_get_length(vms); i++) {
+		JsonObject *o = json_array_get_object_element(vms, i);
+		Reservation *r = g_hash_table_lookup(
+			d->reserved, json_object_get_string_member(o, "name"));
+
+		add_profile(d, o);
+		if (r && r->applied)
+			json_object_set_int_member(o, "placed", r->node);
+	}
 	json_array_add_object_element(vms, incoming_doc(vm, cells, n, profile));
 	add_node_mem(d, json_object_get_object_member(root, "host"));
 	return state;
@@ -265,12 +306,232 @@ static void reserve(Daemon *d, const char *vm, const Cell *cells, guint n,
 	Reservation *r = g_new0(Reservation, 1);
 
 	r->applied = applied;
+	r->node = cells[0].node;
 	for (guint i = 0; i < n; i++)
 		for (guint c = 0; c < VS_MAX_CPUS; c++)
 			if (vs_cpuset_has(&cells[i].cpus, c))
 				vs_cpuset_add(&r->cpus, c);
 	r->until = g_get_monotonic_time() + (gint64)RESERVE_S * G_USEC_PER_SEC;
 	g_hash_table_replace(d->reserved, g_strdup(vm), r);
+}
+
+/* ---- neighbours ------------------------------------------------------ */
+
+static gboolean cells_of_vm(VsVm *vm, Cell *cells, guint *n);
+static gboolean apply(VsVm *vm, const Cell *cells, guint n, GError **error);
+
+static Move *neighbour(Daemon *d, JsonObject *o)
+{
+	Move *m = g_new0(Move, 1);
+	Reservation *r;
+
+	m->vm = g_strdup(json_object_get_string_member(o, "vm"));
+	m->reason = g_strdup(json_object_get_string_member(o, "reason"));
+	m->to = (int)json_object_get_int_member(o, "node");
+	r = g_hash_table_lookup(d->reserved, m->vm);
+	m->from = r && r->applied ? r->node : -1;
+	m->followed = vs_session_vm(&d->session, m->vm, NULL);
+	if (m->from < 0)
+		m->why = g_strdup("vshared did not place it: left as it is");
+	else if (m->from == m->to)
+		m->why = g_strdup_printf("stays on node %d", m->to);
+	else if (!m->followed || !cells_of_vm(m->followed, m->cells, &m->n))
+		m->why = g_strdup("its vCPUs are unknown: left as it is");
+	else
+		m->wants = TRUE;
+	return m;
+}
+
+static GPtrArray *neighbours(Daemon *d, const char *vm, JsonNode *result)
+{
+	GPtrArray *mv = g_ptr_array_new_with_free_func(move_free);
+	JsonArray *p = json_object_get_array_member(
+		json_node_get_object(result), "placements");
+
+	for (guint i = 0; p && i < json_array_get_length(p); i++) {
+		JsonObject *o = json_array_get_object_element(p, i);
+
+		if (g_strcmp0(json_object_get_string_member(o, "vm"), vm))
+			g_ptr_array_add(mv, neighbour(d, o));
+	}
+	return mv;
+}
+
+/* The moving neighbours' pCPUs are free while the arrival is placed. */
+static guint release(Daemon *d, GPtrArray *mv)
+{
+	guint n = 0;
+
+	for (guint i = 0; i < mv->len; i++) {
+		Move *m = mv->pdata[i];
+
+		if (m->wants && g_hash_table_steal_extended(
+					d->reserved, m->vm, (gpointer *)&m->key,
+					(gpointer *)&m->old))
+			n++;
+	}
+	return n;
+}
+
+static void restore(Daemon *d, GPtrArray *mv, const GError *why)
+{
+	for (guint i = 0; i < mv->len; i++) {
+		Move *m = mv->pdata[i];
+
+		if (!m->old)
+			continue;
+		g_hash_table_replace(d->reserved, g_steal_pointer(&m->key),
+				     g_steal_pointer(&m->old));
+		m->wants = FALSE;
+		m->why = g_strdup_printf("not moved: the new layout does "
+					 "not fit (%s)",
+					 why->message);
+	}
+}
+
+/* The arrival and every moving neighbour get pCPUs on their nodes, or
+ * nobody moves and the arrival is placed around the neighbours. */
+static gboolean place_all(Daemon *d, const char *vm, int node, Cell *cells,
+			  guint n, gboolean applied, GPtrArray *mv,
+			  GError **error)
+{
+	g_autoptr(GError) why = NULL;
+	gboolean any = release(d, mv) > 0, ok;
+
+	ok = assign(d, vm, node, cells, n, &why);
+	if (ok)
+		reserve(d, vm, cells, n, applied);
+	for (guint i = 0; ok && i < mv->len; i++) {
+		Move *m = mv->pdata[i];
+
+		if (!m->old)
+			continue;
+		ok = assign(d, m->vm, m->to, m->cells, m->n, &why);
+		if (ok)
+			reserve(d, m->vm, m->cells, m->n, TRUE);
+	}
+	if (ok)
+		return TRUE;
+	g_hash_table_remove(d->reserved, vm);
+	restore(d, mv, why);
+	if (!any) {
+		g_propagate_error(error, g_steal_pointer(&why));
+		return FALSE;
+	}
+	if (!assign(d, vm, node, cells, n, error))
+		return FALSE;
+	reserve(d, vm, cells, n, applied);
+	return TRUE;
+}
+
+typedef struct {
+	char *vm;
+	gint64 pid;
+	int node;
+	guint rate;
+	gint *cancel;
+} MoveJob;
+
+static void mover(gpointer data, gpointer user)
+{
+	MoveJob *j = data;
+	g_autoptr(GError) error = NULL;
+	VsMoveStats st;
+
+	(void)user;
+	if (vs_move_memory(j->pid, j->node, j->rate, j->cancel, &st, &error))
+		g_message("layout: %s: memory moved to node %d: "
+			  "%" G_GUINT64_FORMAT " MiB walked, %" G_GUINT64_FORMAT
+			  " MiB present, %" G_GUINT64_FORMAT
+			  " pages there, %" G_GUINT64_FORMAT " refused, %.1f s",
+			  j->vm, j->node, st.bytes >> 20, st.present >> 20,
+			  st.on_node, st.failed, st.usec / 1e6);
+	else
+		g_warning("layout: %s: memory move to node %d: %s", j->vm,
+			  j->node, error->message);
+	g_free(j->vm);
+	g_free(j);
+}
+
+/* A VM's memory to @node on the mover thread, where that can be done;
+ * what happens, for the answer and the log. */
+static char *move_memory(Daemon *d, VsVm *vm, guint cells, int node)
+{
+	MoveJob *j;
+
+	if (d->session.host.declared)
+		return g_strdup_printf("memory stays: the host layout is "
+				       "declared (host.conf), its node %d is "
+				       "not the kernel's",
+				       node);
+	if (cells > 1)
+		return g_strdup_printf("memory stays: moving a VM of %u "
+				       "cells cell by cell is not built",
+				       cells);
+	if (!vs_node_is_real(node))
+		return g_strdup_printf("memory stays: node %d is not a NUMA "
+				       "node of this kernel",
+				       node);
+	j = g_new0(MoveJob, 1);
+	*j = (MoveJob){ .vm = g_strdup(vm->conf->name),
+			.pid = vm->qemu_pid,
+			.node = node,
+			.rate = d->move_rate,
+			.cancel = &d->move_cancel };
+	g_thread_pool_push(d->mover, j, NULL);
+	return g_strdup_printf("memory moving to node %d at %u MiB/s", node,
+			       d->move_rate);
+}
+
+static void move_neighbours(Daemon *d, GPtrArray *mv)
+{
+	for (guint i = 0; i < mv->len; i++) {
+		Move *m = mv->pdata[i];
+		g_autoptr(GError) error = NULL;
+		g_autofree char *mem = NULL;
+
+		if (!m->wants)
+			continue;
+		if (!apply(m->followed, m->cells, m->n, &error)) {
+			g_warning("layout: neighbour %s: %s", m->vm,
+				  error->message);
+			m->why = g_strdup_printf("re-pin failed: %s",
+						 error->message);
+			continue;
+		}
+		m->moved = TRUE;
+		mem = move_memory(d, m->followed, m->n, m->to);
+		g_message("layout: neighbour %s moves from node %d to node "
+			  "%d: threads re-pinned; %s",
+			  m->vm, m->from, m->to, mem);
+		m->why = g_strdup_printf("threads re-pinned; %s", mem);
+	}
+}
+
+/* The policy's move_memory decisions: each gets a note. */
+static void memory_decisions(Daemon *d, JsonNode *result)
+{
+	JsonArray *a = json_object_get_array_member(
+		json_node_get_object(result), "moves");
+
+	for (guint i = 0; a && i < json_array_get_length(a); i++) {
+		JsonObject *o = json_array_get_object_element(a, i);
+		const char *name = json_object_get_string_member(o, "vm");
+		VsVm *vm = vs_session_vm(&d->session, name, NULL);
+		Cell cells[MAX_CELLS];
+		guint n = 0;
+		g_autofree char *note = NULL;
+
+		if (!vm || !cells_of_vm(vm, cells, &n))
+			note = g_strdup("memory stays: vshared does not follow "
+					"it");
+		else
+			note = move_memory(
+				d, vm, n,
+				(int)json_object_get_int_member(o, "node"));
+		g_message("layout: %s: move_memory: %s", name, note);
+		json_object_set_string_member(o, "note", note);
+	}
 }
 
 /* ---- the answer ------------------------------------------------------ */
@@ -289,23 +550,8 @@ static JsonObject *decision_of(JsonNode *result, const char *vm)
 	return NULL;
 }
 
-static JsonNode *answer(const char *policy, const char *vm, JsonObject *decided,
-			const Cell *cells, guint n, JsonNode *result,
-			gboolean applied)
+static void add_cells(JsonBuilder *b, const Cell *cells, guint n)
 {
-	g_autoptr(JsonBuilder) b = json_builder_new();
-	JsonObject *r = json_node_get_object(result);
-
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "policy");
-	json_builder_add_string_value(b, policy);
-	json_builder_set_member_name(b, "vm");
-	json_builder_add_string_value(b, vm);
-	json_builder_set_member_name(b, "node");
-	json_builder_add_int_value(b, cells[0].node);
-	json_builder_set_member_name(b, "reason");
-	json_builder_add_string_value(
-		b, json_object_get_string_member(decided, "reason"));
 	json_builder_set_member_name(b, "cells");
 	json_builder_begin_array(b);
 	for (guint i = 0; i < n; i++) {
@@ -321,21 +567,54 @@ static JsonNode *answer(const char *policy, const char *vm, JsonObject *decided,
 		json_builder_end_object(b);
 	}
 	json_builder_end_array(b);
+}
+
+static void add_neighbours(JsonBuilder *b, GPtrArray *mv)
+{
 	json_builder_set_member_name(b, "neighbours");
 	json_builder_begin_array(b);
-	{
-		JsonArray *p = json_object_get_array_member(r, "placements");
+	for (guint i = 0; i < mv->len; i++) {
+		Move *m = mv->pdata[i];
 
-		for (guint i = 0; p && i < json_array_get_length(p); i++) {
-			JsonNode *e = json_array_get_element(p, i);
-
-			if (g_strcmp0(json_object_get_string_member(
-					      json_node_get_object(e), "vm"),
-				      vm))
-				json_builder_add_value(b, json_node_copy(e));
-		}
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "vm");
+		json_builder_add_string_value(b, m->vm);
+		json_builder_set_member_name(b, "node");
+		json_builder_add_int_value(b, m->to);
+		json_builder_set_member_name(b, "from");
+		json_builder_add_int_value(b, m->from);
+		json_builder_set_member_name(b, "reason");
+		json_builder_add_string_value(b, m->reason);
+		json_builder_set_member_name(b, "moved");
+		json_builder_add_boolean_value(b, m->moved);
+		if (m->moved)
+			add_cells(b, m->cells, m->n);
+		json_builder_set_member_name(b, "note");
+		json_builder_add_string_value(b, m->why);
+		json_builder_end_object(b);
 	}
 	json_builder_end_array(b);
+}
+
+static JsonNode *answer(const char *policy, const char *vm, JsonObject *decided,
+			const Cell *cells, guint n, JsonNode *result,
+			GPtrArray *mv, gboolean applied)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	JsonObject *r = json_node_get_object(result);
+
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "policy");
+	json_builder_add_string_value(b, policy);
+	json_builder_set_member_name(b, "vm");
+	json_builder_add_string_value(b, vm);
+	json_builder_set_member_name(b, "node");
+	json_builder_add_int_value(b, cells[0].node);
+	json_builder_set_member_name(b, "reason");
+	json_builder_add_string_value(
+		b, json_object_get_string_member(decided, "reason"));
+	add_cells(b, cells, n);
+	add_neighbours(b, mv);
 	json_builder_set_member_name(b, "moves");
 	json_builder_add_value(
 		b, json_node_copy(json_object_get_member(r, "moves")));
@@ -407,6 +686,26 @@ static gboolean cells_from(Daemon *d, JsonObject *a, const char *vm,
 		       vm);
 }
 
+/* The arrival will not happen: its pCPUs are free again. */
+static JsonNode *release_one(Daemon *d, const char *vm, GError **error)
+{
+	JsonObject *o;
+	JsonNode *n;
+	gboolean had;
+
+	if (!vs_name_valid(vm, error))
+		return NULL;
+	had = g_hash_table_remove(d->reserved, vm);
+	if (had)
+		g_message("layout: %s will not arrive: its pCPUs are free", vm);
+	o = json_object_new();
+	json_object_set_string_member(o, "vm", vm);
+	json_object_set_boolean_member(o, "released", had);
+	n = json_node_new(JSON_NODE_OBJECT);
+	json_node_take_object(n, o);
+	return n;
+}
+
 static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 {
 	Daemon *d = ctx;
@@ -419,11 +718,14 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 	VsVm *followed = NULL;
 	Cell cells[MAX_CELLS];
 	g_autoptr(JsonNode) state = NULL, result = NULL, own = NULL;
+	g_autoptr(GPtrArray) mv = NULL;
 	JsonObject *decided;
 	VsProfile p;
 	guint n = 0;
 
 	policy = policy ? policy : d->layout_policy;
+	if (json_object_get_boolean_member_with_default(a, "release", FALSE))
+		return release_one(d, vm, error);
 	if (!vs_name_valid(vm, error) ||
 	    !cells_from(d, a, vm, cells, &n, &followed, error) ||
 	    (pnode && !vs_profile_from_json(pnode, &p, error)))
@@ -455,24 +757,35 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 			"layout policy %s placed no node for %s", policy, vm);
 		return NULL;
 	}
-	if (!assign(d, vm, (int)json_object_get_int_member(decided, "node"),
-		    cells, n, error))
+	mv = neighbours(d, vm, result);
+	if (!place_all(d, vm, (int)json_object_get_int_member(decided, "node"),
+		       cells, n, do_apply, mv, error))
 		return NULL;
-	reserve(d, vm, cells, n, do_apply);
 	g_message("layout %s: %s arrives on node %d (%s)", policy, vm,
 		  cells[0].node,
 		  json_object_get_string_member(decided, "reason"));
+	move_neighbours(d, mv);
+	memory_decisions(d, result);
 	if (do_apply && !apply(followed, cells, n, error))
 		return NULL;
-	return answer(policy, vm, decided, cells, n, result, do_apply);
+	return answer(policy, vm, decided, cells, n, result, mv, do_apply);
 }
 
 void daemon_layout_init(Daemon *d)
 {
 	d->reserved =
 		g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	d->mover = g_thread_pool_new(mover, NULL, 1, FALSE, NULL);
 	vs_dispatcher_register(d->dispatcher, "vshare-host-place", h_place, d,
 			       NULL);
+}
+
+/* A memory move running is cancelled at its next chunk. */
+void daemon_layout_stop(Daemon *d)
+{
+	g_atomic_int_set(&d->move_cancel, 1);
+	if (d->mover)
+		g_thread_pool_free(g_steal_pointer(&d->mover), FALSE, TRUE);
 }
 
 void daemon_layout_free(Daemon *d)

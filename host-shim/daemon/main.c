@@ -22,7 +22,7 @@
 
 static char *opt_conf, *opt_state, *opt_socket, *opt_metrics, *opt_libvirt;
 static char *opt_policies, *opt_layout;
-static int opt_interval = 10;
+static int opt_interval = 10, opt_move_rate = 256;
 static double opt_timeout = 5.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0;
 
@@ -49,6 +49,10 @@ static GOptionEntry entries[] = {
 	  "the layout policy that places VMs arriving by live migration "
 	  "(default " VS_LAYOUT_POLICY "; docs/migration.md)",
 	  "NAME" },
+	{ "move-rate", 0, 0, G_OPTION_ARG_INT, &opt_move_rate,
+	  "MiB/s at most when a neighbour's memory follows it to its new "
+	  "node (default 256)",
+	  "MIB" },
 	{ "metrics-interval", 0, 0, G_OPTION_ARG_INT, &opt_interval,
 	  "seconds between observations (default 10)", "S" },
 	{ "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout,
@@ -69,9 +73,10 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 	if (!g_option_context_parse(ctx, argc, argv, error))
 		return FALSE;
 	if (opt_interval < 1 || opt_interval > 3600 || opt_timeout <= 0 ||
-	    opt_qmp_timeout <= 0 || opt_mem_timeout <= 0)
+	    opt_qmp_timeout <= 0 || opt_mem_timeout <= 0 || opt_move_rate < 1)
 		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
-				   "intervals and timeouts must be positive"),
+				   "intervals, timeouts and the move rate must "
+				   "be positive"),
 		       FALSE;
 	vs_config_init(&d->cfg);
 	if (opt_conf)
@@ -89,6 +94,7 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 	d->libvirt_uri = g_strdup(opt_libvirt);
 	d->policy_dir = g_strdup(opt_policies ? opt_policies : VS_POLICY_DIR);
 	d->layout_policy = g_strdup(opt_layout ? opt_layout : VS_LAYOUT_POLICY);
+	d->move_rate = (guint)opt_move_rate;
 	return TRUE;
 }
 
@@ -208,6 +214,7 @@ static int run(Daemon *d)
 	daemon_api_stop(d);
 	daemon_libvirt_stop(d);
 	g_thread_pool_free(d->pool, FALSE, TRUE);
+	daemon_layout_stop(d);
 	while (g_main_context_iteration(NULL, FALSE)) /* job_done callbacks */
 		;
 	return 0;

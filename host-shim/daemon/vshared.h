@@ -66,6 +66,9 @@ typedef struct {
 	/* layout.c: paper 001's placement of arriving VMs */
 	char *layout_policy;  /* --layout-policy */
 	GHashTable *reserved; /* VM -> pCPUs promised to an arrival */
+	GThreadPool *mover;   /* one thread: paced memory moves */
+	gint move_cancel;     /* set at stop (atomic) */
+	guint move_rate;      /* --move-rate, MiB/s */
 	/* monitor.c: paper 001's Monitor */
 	gboolean pmu;	      /* hardware counters usable */
 	GHashTable *profiles; /* VM -> its last profile (worker) */
@@ -129,6 +132,7 @@ JsonNode *daemon_sense_quick(Daemon *d); /* no agent asked, no sample kept */
 #define VS_LAYOUT_POLICY "layout-simple"
 void daemon_layout_init(Daemon *d);
 void daemon_layout_free(Daemon *d);
+void daemon_layout_stop(Daemon *d); /* cancel and join memory moves */
 
 /* monitor.c (worker): per-VM profiles at each tick, kept in libvirt's
  * <metadata>; "profile" added to each VM of the status document */

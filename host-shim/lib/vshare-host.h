@@ -188,6 +188,33 @@ void vs_host_vcpus_of(const VsHost *host, const VsCpuSet *pcpus,
 /* Every node as a set. */
 void vs_host_all_nodes(const VsHost *host, VsCpuSet *nodes);
 
+/* ---- memmove.c: paced memory moves (paper 001's neighbours) ----------------- */
+
+typedef struct {
+	guint64 start, len;
+} VsRange;
+
+typedef struct {
+	guint64 bytes;	 /* range bytes walked */
+	guint64 present; /* bytes of pages present (moved or there) */
+	guint64 on_node; /* pages now on the target node */
+	guint64 failed;	 /* pages the kernel could not move */
+	gint64 usec;
+} VsMoveStats;
+
+/* Mappings below this are not guest RAM worth moving. */
+#define VS_RAM_MIN_BYTES (8u << 20)
+
+/* The writable mappings of /proc/PID/maps text of at least @min_bytes. */
+gboolean vs_parse_ram_ranges(const char *maps, guint64 min_bytes, GArray *out,
+			     GError **error);
+/* The kernel has NUMA node @node (a declared layout's may not). */
+gboolean vs_node_is_real(int node);
+/* Those mappings of process @pid to @node at most @mib_per_s, a chunk
+ * at a time; stops when *@cancel becomes non-zero. */
+gboolean vs_move_memory(gint64 pid, int node, guint mib_per_s,
+			const gint *cancel, VsMoveStats *st, GError **error);
+
 /* ---- registry.c ------------------------------------------------------------- */
 
 typedef enum {

@@ -96,11 +96,13 @@ function vs.vm_mpki(vm)
   return (vm.profile or {}).mpki or 0
 end
 
--- the node a resident VM runs on now: profile.node, else the node where
--- it owns most pCPUs, then holds most memory, then the lowest; nil for
--- an incoming VM (it has no node here yet)
+-- the node a resident VM runs on now: the node vshared placed it on
+-- (vm.placed), else profile.node, else the node where it owns most
+-- pCPUs, then holds most memory, then the lowest; nil for an incoming
+-- VM (it has no node here yet)
 function vs.vm_home(vm, state)
   if vm.incoming then return nil end
+  if vm.placed and state.host.nodes[vm.placed] then return vm.placed end
   local p = vm.profile
   if p and p.node and state.host.nodes[p.node] then return p.node end
   local best, bc, bm

@@ -17,6 +17,16 @@ the test waits for RESUME and then reads every thread's Cpus_allowed_list
 in /proc (vCPU threads on their guest cell's pCPUs, the others within the
 VM's pCPUs); the guest answers on its shell at the destination; the source
 reports the migration completed.
+
+Phase 2, the neighbours (layout-dino; one vCPU per VM so that two fit on
+the declared host): a resident VM nb that vshared placed on node 0 runs a
+workload. A CPU-bound arrival goes to the free node and moves nobody
+(then `place --release` frees its pCPU). A memory-bound arrival takes
+node 0: nb's threads are re-pinned to node 1 before the arrival runs
+(read in /proc), its workload runs on, and the arrival's threads are on
+node 0 at RESUME. nb's memory cannot follow here (declared nodes are not
+the kernel's): the answer says so; tests/unit/test-profile.c moves real
+pages on this host's one node.
 """
 import json
 import os
@@ -28,7 +38,8 @@ sys.path.insert(0, HERE)
 from migratelib import (Incoming, cells_of, declare_profile,  # noqa: E402
                         follow, free_port, misplaced, place as vplace,
                         wait_event)
-from shimlib import SHAPE, Ctl, Daemon  # noqa: E402
+from migratelib import affinities  # noqa: E402
+from shimlib import SHAPE, Ctl, Daemon, vcpu_threads  # noqa: E402
 from vshare_vm import Guest, Shape, Shell, Tap  # noqa: E402
 
 
@@ -54,7 +65,7 @@ def counter(sh):
     return int(out.strip() or 0) if rc == 0 else -1
 
 
-def migrate(t, sg, dg, port, cells):
+def migrate(t, sg, dg, port, cells, nodes="0-1"):
     vcpus = dg.qmp.cmd("query-cpus-fast")
     node_of = {v["thread-id"]: v["props"]["node-id"] for v in vcpus}
     # the guest's workload: a counter in the guest's RAM, running on
@@ -81,9 +92,9 @@ def migrate(t, sg, dg, port, cells):
     sh = Shell(dg.path("shell.sock"))
     sh.connect(60)
     rc, out = sh.run("cat /sys/devices/system/node/online", timeout=60)
-    t.ok(rc == 0 and out.strip() == "0-1",
-         "the guest runs at the destination (its shell answers, 2 nodes)",
-         out)
+    t.ok(rc == 0 and out.strip() == nodes,
+         f"the guest runs at the destination (its shell answers, nodes "
+         f"{nodes})", out)
     c1 = counter(sh)
     sh.run("end=$(($(date +%s) + 30)); c=$(cat /tmp/cnt); until "
            "[ $(cat /tmp/cnt) -gt $c ]; do [ $(date +%s) -lt $end ] || "
@@ -92,6 +103,127 @@ def migrate(t, sg, dg, port, cells):
     t.ok(0 < c0 <= c1 < c2,
          "the guest's workload ran on throughout: its counter went on from "
          f"the source's {c0} to {c1}, then {c2}, at the destination")
+
+
+# Phase 2: one vCPU per VM, so that on the declared host (one pCPU per
+# node) an arrival and a neighbour fit side by side.
+SMALL = "1x1:256M:vmem=256M/64M"
+
+
+def threads_on(pid, vcpu_tid, cpus):
+    """{tid: affinity} of @pid's threads not within @cpus, or whose vCPU
+    thread is not exactly on @cpus ({} when all are)."""
+    return {tid: sorted(a) for tid, a in affinities(pid).items()
+            if (tid == vcpu_tid and a != cpus) or not a <= cpus}
+
+
+def raw_place(dd, vm):
+    """vshare-host-place for a VM vshared does not follow (as the libvirt
+    hook asks): its answer, or the error text."""
+    req = {"execute": "vshare-host-place",
+           "arguments": {"vm": vm, "cells": [
+               {"cell": 0, "vcpus": 1, "memory-kib": 262144}]}}
+    r = dd.request(json.dumps(req).encode() + b"\n") or "{}"
+    return json.loads(r).get("return", r)
+
+
+def neighbour_of(answer, vm):
+    for n in answer.get("neighbours", []):
+        if n.get("vm") == vm:
+            return n
+    return {}
+
+
+def control(t, dst, dd, nb):
+    """A CPU-bound arrival moves nobody (paper 001's control)."""
+    declare_profile(dst, "cpu", {"mpki": 0.3, "bandwidth-mbps": 40})
+    r = raw_place(dd, "cpu")
+    n = neighbour_of(r, "nb") if isinstance(r, dict) else {}
+    t.ok(isinstance(r, dict) and r.get("node") == 1 and
+         n.get("moved") is False and "stays on node 0" in n.get("note", ""),
+         "a CPU-bound arrival (mpki 0.3) goes to the free node; the "
+         "neighbour stays", r)
+    tid = vcpu_threads(nb)[0]
+    t.ok(not threads_on(nb.proc.pid, tid, {0}),
+         "the neighbour's threads were not touched (still on pCPU 0)",
+         affinities(nb.proc.pid))
+    p = dst.run("place", "cpu", "--release")
+    t.ok(p.returncode == 0 and "reservation released" in p.stdout,
+         "vsharectl place cpu --release: that arrival will not happen, its "
+         "pCPU is free again", p.stdout + p.stderr)
+
+
+def relayout(t, dst, dd, nb, dg):
+    """A memory-bound arrival takes the neighbour's node; the neighbour is
+    re-pinned to the other one before the arrival runs."""
+    r = follow(dst, dd, "mig2", dg)
+    t.ok(r is not None and "mig2" in r,
+         "destination: the second -incoming QEMU registered", r)
+    declare_profile(dst, "mig2", {"mpki": 20.0, "bandwidth-mbps": 4000})
+    c0 = counter(nb.shell)
+    p, r = vplace(dst, "mig2")
+    n = neighbour_of(r, "nb")
+    t.ok(r.get("node") == 0 and r.get("applied"),
+         "layout-dino: the memory-bound arrival (mpki 20) gets node 0 "
+         "(pCPU 0), threads pinned", p.stdout + p.stderr)
+    t.ok(n.get("moved") is True and n.get("from") == 0 and
+         n.get("node") == 1,
+         "the answer: neighbour nb moved from node 0 to node 1 (the lowest "
+         "mpki sum)", n)
+    tid = vcpu_threads(nb)[0]
+    bad = threads_on(nb.proc.pid, tid, {1})
+    t.ok(not bad, "in /proc: the neighbour's vCPU thread is on pCPU 1 and "
+         "every other thread of its QEMU within it", bad)
+    log = open(dd.log).read()
+    t.ok("neighbour nb moves from node 0 to node 1" in log and
+         "memory stays: the host layout is declared" in n.get("note", ""),
+         "vshared logs the move; its memory stays, said plainly (declared "
+         "nodes are not the kernel's)", n.get("note", "") + log[-800:])
+    sh = nb.shell
+    sh.run("c=$(cat /tmp/cnt); end=$(($(date +%s) + 30)); until "
+           "[ $(cat /tmp/cnt) -gt $c ]; do [ $(date +%s) -lt $end ] || "
+           "break; done", timeout=60)
+    c1 = counter(sh)
+    t.ok(0 < c0 < c1, f"the neighbour's workload ran on across its re-pin "
+         f"(counter {c0} -> {c1})")
+    return cells_of(r)
+
+
+def phase2(t):
+    dst = Ctl()
+    dd = Daemon(dst, extra=("--layout-policy", "layout-dino"))
+    nb = Guest(Shape.parse(SMALL), connect_agent=False)
+    sg = Guest(Shape.parse(SMALL), connect_agent=False)
+    dg = Incoming(Shape.parse(SMALL), connect_agent=False)
+    try:
+        nb.start()
+        sg.start()
+        dd.start()
+        follow(dst, dd, "nb", nb)
+        declare_profile(dst, "nb", {"mpki": 8.0, "bandwidth-mbps": 900})
+        p, r = vplace(dst, "nb")
+        t.ok(r.get("node") == 0 and cells_of(r) == {0: {0}},
+             "a resident neighbour nb (mpki 8) placed by vshared on node 0",
+             p.stdout + p.stderr)
+        nb.shell.run("(i=0; while :; do i=$((i+1)); echo $i > /tmp/cnt.t; "
+                     "mv /tmp/cnt.t /tmp/cnt; done) >/dev/null 2>&1 &")
+        nb.shell.run("until [ -s /tmp/cnt ]; do :; done", timeout=60)
+        with t.section("control", lambda: open(dd.log).read()[-2000:]):
+            control(t, dst, dd, nb)
+        port = free_port()
+        dg.start_incoming(port)
+        cells = {}
+        with t.section("relayout", lambda: open(dd.log).read()[-2000:]):
+            cells = relayout(t, dst, dd, nb, dg)
+        with t.section("migrate2", lambda: dg.console()[-1500:]):
+            migrate(t, sg, dg, port, cells, nodes="0")
+        t.ok(dd.stop() == 0, "vshared exit 0 (ASan: no leak)",
+             open(dd.log).read()[-2000:])
+    finally:
+        if dd.proc and dd.proc.poll() is None:
+            dd.proc.kill()
+        for g in (nb, sg, dg):
+            g.stop()
 
 
 def main():
@@ -125,6 +257,7 @@ def main():
                 d.proc.kill()
         for g in (sg, dg):
             g.stop()
+    phase2(t)
     t.done()
 
 

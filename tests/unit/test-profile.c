@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static JsonNode *json(const char *text)
@@ -515,6 +516,108 @@ static void test_sample_usage(void)
 	g_assert_error(e2, VS_HOST_ERROR, VS_HOST_ERROR_USAGE);
 }
 
+/* ---- memmove.c: paced memory moves (a neighbour's memory) ------------ */
+
+/* Captured from a QEMU under TCG (trimmed): guest RAM is the 256 MiB
+ * rw-p mapping; the 8 MiB+ one is a thread stack region. */
+static const char qemu_maps[] =
+	"55d0c0a00000-55d0c0f8a000 r--p 00000000 08:01 1234 "
+	"/usr/bin/qemu-system-x86_64\n"
+	"55d0c2a00000-55d0c2e00000 rw-p 00000000 00:00 0 [heap]\n"
+	"7f1a30000000-7f1a40000000 rw-p 00000000 00:00 0 \n"
+	"7f1a40000000-7f1a40800000 rw-p 00000000 00:00 0 \n"
+	"7f1a48000000-7f1a58000000 r-xp 00000000 00:00 0 \n"
+	"7ffc9d1e0000-7ffc9d201000 rw-p 00000000 00:00 0 [stack]\n";
+
+static void test_ram_ranges(void)
+{
+	g_autoptr(GArray) r = g_array_new(FALSE, FALSE, sizeof(VsRange));
+	g_autoptr(GError) error = NULL;
+
+	g_assert_true(
+		vs_parse_ram_ranges(qemu_maps, VS_RAM_MIN_BYTES, r, &error));
+	g_assert_cmpuint(r->len, ==, 2);
+	g_assert_cmphex(g_array_index(r, VsRange, 0).start, ==,
+			0x7f1a30000000ull);
+	g_assert_cmpuint(g_array_index(r, VsRange, 0).len, ==, 256u << 20);
+	g_assert_cmpuint(g_array_index(r, VsRange, 1).len, ==, 8u << 20);
+	for (guint i = 0; i < 3; i++) {
+		static const char *bad[] = { "zz-10 rw-p 0 0 0\n",
+					     "20-10 rw-p 0 0 0\n", "10-20\n" };
+
+		g_clear_error(&error);
+		g_array_set_size(r, 0);
+		g_assert_false(vs_parse_ram_ranges(bad[i], 0, r, &error));
+		g_assert_nonnull(strstr(error->message, "not \"start-end"));
+	}
+}
+
+/* A child holding 24 MiB of touched memory; its pid. */
+static GPid ram_child(int *out_fd)
+{
+	const char *argv[] = { "python3", "-c",
+			       "import sys, time\n"
+			       "b = bytearray(24 << 20)\n"
+			       "for i in range(0, len(b), 4096): b[i] = 1\n"
+			       "print('ready', flush=True)\n"
+			       "sys.stdin.read()\n",
+			       NULL };
+	GPid pid;
+	int in, out;
+	char buf[8] = "";
+
+	g_assert_true(g_spawn_async_with_pipes(NULL, (char **)argv, NULL,
+					       G_SPAWN_SEARCH_PATH, NULL, NULL,
+					       &pid, &in, &out, NULL, NULL));
+	g_assert_cmpint(read(out, buf, 6), ==, 6); /* blocks until ready */
+	g_assert_cmpstr(buf, ==, "ready\n");
+	close(out);
+	*out_fd = in;
+	return pid;
+}
+
+static void test_move_memory(void)
+{
+	g_autoptr(GError) error = NULL;
+	VsMoveStats st;
+	gint cancel = 0;
+	int fd;
+	GPid pid;
+	guint64 mib;
+
+	g_assert_false(vs_move_memory(1, VS_MAX_NODES, 64, NULL, &st, &error));
+	g_assert_nonnull(strstr(error->message, "not a NUMA node"));
+	if (!vs_node_is_real(0)) {
+		g_test_skip("no NUMA node 0 in sysfs");
+		return;
+	}
+	g_clear_error(&error);
+	g_assert_false(vs_move_memory(G_MAXINT32, 0, 64, NULL, &st, &error));
+	g_assert_error(error, VS_HOST_ERROR, VS_HOST_ERROR_GONE);
+	g_clear_error(&error);
+	pid = ram_child(&fd);
+	/* node 0 (this host's one): every present page reports node 0, and
+	 * the walk is paced: 24 MiB+ at 64 MiB/s takes 0.375 s or more */
+	g_assert_true(vs_move_memory(pid, 0, 64, &cancel, &st, &error));
+	mib = st.present >> 20;
+	g_test_message(
+		"moved: %" G_GUINT64_FORMAT " MiB present, %" G_GUINT64_FORMAT
+		" pages on node 0, %" G_GUINT64_FORMAT " refused, %.3f s",
+		mib, st.on_node, st.failed, st.usec / 1e6);
+	g_assert_cmpuint(mib, >=, 24);
+	g_assert_cmpuint(st.on_node * 4096, >=, 24u << 20);
+	g_assert_cmpuint(st.failed, ==, 0);
+	g_assert_cmpint(st.usec, >=,
+			(gint64)(mib * G_USEC_PER_SEC / 64) * 9 / 10);
+	/* cancelled: stops at the next chunk with an error */
+	g_atomic_int_set(&cancel, 1);
+	g_assert_false(vs_move_memory(pid, 0, 64, &cancel, &st, &error));
+	g_assert_nonnull(strstr(error->message, "cancelled"));
+	close(fd); /* the child reads EOF and exits */
+	waitpid(pid, NULL, 0);
+	g_spawn_close_pid(pid);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -530,5 +633,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/profile/resctrl", test_resctrl);
 	g_test_add_func("/profile/pmu", test_pmu);
 	g_test_add_func("/profile/sample-usage", test_sample_usage);
+	g_test_add_func("/memmove/ranges", test_ram_ranges);
+	g_test_add_func("/memmove/move", test_move_memory);
 	return g_test_run();
 }
