@@ -70,6 +70,7 @@ int cmd_forget(Cli *c, int argc, char **argv);
 int cmd_tune(Cli *c, int argc, char **argv);
 int cmd_policy(Cli *c, int argc, char **argv);
 int cmd_place(Cli *c, int argc, char **argv);
+int cmd_migrate(Cli *c, int argc, char **argv);
 int cmd_ledger(Cli *c, int argc, char **argv);
 int cmd_add(Cli *c, int argc, char **argv);
 int cmd_remove(Cli *c, int argc, char **argv);

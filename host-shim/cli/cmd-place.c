@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * vsharectl place VM [--policy NAME] [--apply] | --release
+ * vsharectl migrate VM URI [--peer HOST:PORT]
  *
  * Where the layout policy puts VM on this host (paper 001's Optimizer,
  * docs/migration.md): vshared decides with every VM's profile and reserves
@@ -9,6 +10,10 @@
  * threads to their cell's pCPUs and its other threads to all of them
  * before the migration's memory arrives. --release: the VM will not
  * arrive after all; its reserved pCPUs are free again.
+ *
+ * migrate: vshared starts a QMP VM's live migration to URI and, once it
+ * is under way, sends the VM's profile to the destination's vshared
+ * (--peer: its --peer-listen endpoint; CONF/peer.key on both hosts).
  */
 #include "cli.h"
 
@@ -112,5 +117,56 @@ int cmd_place(Cli *c, int argc, char **argv)
 				: "had no reservation");
 	else
 		render(r);
+	return VS_EXIT_OK;
+}
+
+static void render_migrate(JsonObject *r)
+{
+	g_print("%s: migrating to %s (%s)\n", str(r, "vm"), str(r, "uri"),
+		str(r, "status"));
+	if (!json_object_has_member(r, "peer"))
+		return;
+	if (json_object_get_boolean_member(r, "sent")) {
+		JsonObject *a = json_object_get_object_member(r, "answer");
+
+		g_print("  profile sent to %s: %s\n", str(r, "peer"),
+			a ? str(a, "note") : "?");
+	} else {
+		g_print("  profile not sent to %s: %s\n", str(r, "peer"),
+			str(r, "error"));
+	}
+}
+
+int cmd_migrate(Cli *c, int argc, char **argv)
+{
+	g_autofree char *peer = NULL;
+	GOptionEntry e[] = { { "peer", 0, 0, G_OPTION_ARG_STRING, &peer,
+			       "the destination vshared's --peer-listen "
+			       "endpoint: the VM's profile goes there",
+			       "HOST:PORT" },
+			     { NULL } };
+	g_autoptr(GError) error = NULL;
+	g_autoptr(JsonNode) r = NULL;
+	JsonObject *a;
+
+	if (!cli_parse(c, &argc, &argv, "VM URI [--peer HOST:PORT]",
+		       "Live-migrate a VM of the QMP driver to QEMU's URI "
+		       "(e.g. tcp:DEST:PORT); with --peer its profile is sent "
+		       "to the destination's vshared (docs/migration.md).",
+		       e, &error) ||
+	    !cli_want_args(argc, argv, 2, "VM URI", &error))
+		return cli_fail(error);
+	a = json_object_new();
+	json_object_set_string_member(a, "vm", argv[1]);
+	json_object_set_string_member(a, "uri", argv[2]);
+	if (peer)
+		json_object_set_string_member(a, "peer", peer);
+	r = cli_daemon_call(c, "vshare-host-migrate", a, &error);
+	if (!r)
+		return cli_fail(error);
+	if (c->json)
+		cli_print_json(r);
+	else
+		render_migrate(json_node_get_object(r));
 	return VS_EXIT_OK;
 }

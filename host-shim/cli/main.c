@@ -323,6 +323,8 @@ static const struct {
 	  "dry-run | log" },
 	{ "place", cmd_place,
 	  "where the layout policy puts a VM (migration-aware layout)" },
+	{ "migrate", cmd_migrate,
+	  "live-migrate a QMP VM, its profile sent to the destination" },
 	{ "ledger", cmd_ledger, "show | reset --force" },
 	{ "add", cmd_add, "register a VM (QMP sockets or a libvirt domain)" },
 	{ "remove", cmd_remove, "unregister a VM" },

@@ -141,6 +141,21 @@ gone:
 	return G_SOURCE_REMOVE;
 }
 
+/* A connection that brought one request (transfer.c: a verified peer):
+ * its reply goes back on @fd, which closes with the last reference. */
+Client *client_new_oneshot(Daemon *d, int fd)
+{
+	Client *c = g_new0(Client, 1);
+
+	c->ref = 1;
+	c->d = d;
+	c->fd = fd;
+	c->out = g_byte_array_new();
+	c->framer = vs_framer_new(VS_MAX_FRAME, on_frame, c);
+	c->inflight = 1; /* the job queued for it */
+	return c;
+}
+
 static gboolean peer_is_root(int fd)
 {
 	struct ucred cr;

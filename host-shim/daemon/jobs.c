@@ -422,5 +422,6 @@ void daemon_jobs_init(Daemon *d)
 			       NULL);
 	daemon_policy_register(d);
 	daemon_layout_init(d);
+	daemon_transfer_register(d);
 	d->pool = g_thread_pool_new(run_job, d, 1, TRUE, NULL);
 }

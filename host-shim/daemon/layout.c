@@ -706,15 +706,40 @@ static JsonNode *release_one(Daemon *d, const char *vm, GError **error)
 	return n;
 }
 
-static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
+/* A profile a peer sent (transfer.c), kept for the VM's placement. */
+typedef struct {
+	VsProfile p;
+	char *from;
+	gint64 until; /* monotonic us */
+} Transferred;
+
+static void transferred_free(gpointer p)
 {
-	Daemon *d = ctx;
-	const char *vm = json_object_get_string_member(a, "vm");
-	const char *policy =
-		json_object_get_string_member_with_default(a, "policy", NULL);
-	JsonNode *pnode = json_object_get_member(a, "profile");
-	gboolean do_apply =
-		json_object_get_boolean_member_with_default(a, "apply", FALSE);
+	Transferred *t = p;
+
+	g_free(t->from);
+	g_free(t);
+}
+
+static gboolean transferred_profile(Daemon *d, const char *vm, VsProfile *out)
+{
+	Transferred *t = g_hash_table_lookup(d->transferred, vm);
+
+	if (t && t->until < g_get_monotonic_time()) {
+		g_hash_table_remove(d->transferred, vm);
+		t = NULL;
+	}
+	if (t)
+		*out = t->p;
+	return t != NULL;
+}
+
+/* Where @vm goes: @a may give its cells; @pnode its profile (else the
+ * one a peer sent, the Monitor's, the declared file, in that order). */
+static JsonNode *place_vm(Daemon *d, JsonObject *a, const char *vm,
+			  const char *policy, JsonNode *pnode,
+			  gboolean do_apply, GError **error)
+{
 	VsVm *followed = NULL;
 	Cell cells[MAX_CELLS];
 	g_autoptr(JsonNode) state = NULL, result = NULL, own = NULL;
@@ -724,8 +749,6 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 	guint n = 0;
 
 	policy = policy ? policy : d->layout_policy;
-	if (json_object_get_boolean_member_with_default(a, "release", FALSE))
-		return release_one(d, vm, error);
 	if (!vs_name_valid(vm, error) ||
 	    !cells_from(d, a, vm, cells, &n, &followed, error) ||
 	    (pnode && !vs_profile_from_json(pnode, &p, error)))
@@ -736,9 +759,8 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 			vm);
 		return NULL;
 	}
-	/* none in the request: the Monitor's, else the declared file (the
-	 * stand-in for the profile a QMP source would send) */
-	if (!pnode && (daemon_monitor_profile(d, vm, &p) ||
+	if (!pnode && (transferred_profile(d, vm, &p) ||
+		       daemon_monitor_profile(d, vm, &p) ||
 		       vs_profile_load_declared(d->cfg.conf_dir, vm, &p, NULL)))
 		pnode = own = vs_profile_to_json(&p);
 	if (vs_ledger_find(d->session.ledger, vm)) {
@@ -771,13 +793,96 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 	return answer(policy, vm, decided, cells, n, result, mv, do_apply);
 }
 
+static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
+{
+	Daemon *d = ctx;
+	const char *vm = json_object_get_string_member(a, "vm");
+
+	if (json_object_get_boolean_member_with_default(a, "release", FALSE))
+		return release_one(d, vm, error);
+	return place_vm(
+		d, a, vm,
+		json_object_get_string_member_with_default(a, "policy", NULL),
+		json_object_get_member(a, "profile"),
+		json_object_get_boolean_member_with_default(a, "apply", FALSE),
+		error);
+}
+
+static JsonNode *peer_answer(const char *vm, JsonNode *placed, const char *note)
+{
+	JsonObject *o = json_object_new();
+	JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+
+	json_object_set_string_member(o, "vm", vm);
+	json_object_set_boolean_member(o, "stored", TRUE);
+	if (placed)
+		json_object_set_member(o, "placed", json_node_copy(placed));
+	json_object_set_string_member(o, "note", note);
+	json_node_take_object(n, o);
+	return n;
+}
+
+/* vshare-peer-profile: a migrating VM's profile from the source's
+ * vshared (transfer.c checked who sent it). Kept for the VM's placement
+ * (RESERVE_S); a VM vshared follows here and does not own yet (the
+ * -incoming QEMU, registered) is placed and its threads pinned now,
+ * while its memory is still being copied. */
+static JsonNode *h_peer_profile(JsonObject *a, gpointer ctx, GError **error)
+{
+	Daemon *d = ctx;
+	const char *vm = json_object_get_string_member(a, "vm");
+	g_autofree char *from = g_strndup(
+		json_object_get_string_member_with_default(a, "from", "?"), 64);
+	g_autoptr(GError) why = NULL;
+	g_autoptr(JsonNode) placed = NULL;
+	g_autofree char *note = NULL;
+	Transferred *t;
+	VsProfile p;
+
+	g_strcanon(from, G_CSET_a_2_z G_CSET_A_2_Z G_CSET_DIGITS ".-_:[]", '?');
+	if (!vs_name_valid(vm, error) ||
+	    !vs_profile_from_json(json_object_get_member(a, "profile"), &p,
+				  error)) {
+		g_warning("layout: a profile from %s refused: %s", from,
+			  (*error)->message);
+		return NULL;
+	}
+	t = g_new0(Transferred, 1);
+	*t = (Transferred){ .p = p,
+			    .from = g_strdup(from),
+			    .until = g_get_monotonic_time() +
+				     (gint64)RESERVE_S * G_USEC_PER_SEC };
+	g_hash_table_replace(d->transferred, g_strdup(vm), t);
+	g_message("layout: profile of %s from %s (mpki %.1f, %.0f MB/s)", vm,
+		  from, p.mpki, p.bandwidth_mbps);
+	if (!vs_session_vm(&d->session, vm, NULL) ||
+	    vs_ledger_find(d->session.ledger, vm))
+		return peer_answer(vm, NULL,
+				   "kept for its placement (vshared does not "
+				   "follow an arriving VM of that name)");
+	{
+		g_autoptr(JsonObject) none = json_object_new();
+
+		placed = place_vm(d, none, vm, NULL, NULL, TRUE, &why);
+	}
+	if (!placed)
+		g_warning("layout: %s: not placed: %s", vm, why->message);
+	note = placed ? g_strdup("placed, threads pinned")
+		      : g_strdup_printf("kept; not placed: %s", why->message);
+	return peer_answer(vm, placed, note);
+}
+
 void daemon_layout_init(Daemon *d)
 {
 	d->reserved =
 		g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	d->transferred = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					       transferred_free);
 	d->mover = g_thread_pool_new(mover, NULL, 1, FALSE, NULL);
 	vs_dispatcher_register(d->dispatcher, "vshare-host-place", h_place, d,
 			       NULL);
+	vs_dispatcher_register(d->dispatcher, "vshare-peer-profile",
+			       h_peer_profile, d, NULL);
 }
 
 /* A memory move running is cancelled at its next chunk. */
@@ -791,5 +896,6 @@ void daemon_layout_stop(Daemon *d)
 void daemon_layout_free(Daemon *d)
 {
 	g_clear_pointer(&d->reserved, g_hash_table_destroy);
+	g_clear_pointer(&d->transferred, g_hash_table_destroy);
 	g_clear_pointer(&d->layout_policy, g_free);
 }

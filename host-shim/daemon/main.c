@@ -21,7 +21,7 @@
 #endif
 
 static char *opt_conf, *opt_state, *opt_socket, *opt_metrics, *opt_libvirt;
-static char *opt_policies, *opt_layout;
+static char *opt_policies, *opt_layout, *opt_peer_listen;
 static int opt_interval = 10, opt_move_rate = 256;
 static double opt_timeout = 5.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0;
@@ -49,6 +49,10 @@ static GOptionEntry entries[] = {
 	  "the layout policy that places VMs arriving by live migration "
 	  "(default " VS_LAYOUT_POLICY "; docs/migration.md)",
 	  "NAME" },
+	{ "peer-listen", 0, 0, G_OPTION_ARG_STRING, &opt_peer_listen,
+	  "accept migrating VMs' profiles from other hosts' vshared on this "
+	  "TCP address, authenticated with CONF/peer.key (docs/migration.md)",
+	  "HOST:PORT" },
 	{ "move-rate", 0, 0, G_OPTION_ARG_INT, &opt_move_rate,
 	  "MiB/s at most when a neighbour's memory follows it to its new "
 	  "node (default 256)",
@@ -95,6 +99,7 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 	d->policy_dir = g_strdup(opt_policies ? opt_policies : VS_POLICY_DIR);
 	d->layout_policy = g_strdup(opt_layout ? opt_layout : VS_LAYOUT_POLICY);
 	d->move_rate = (guint)opt_move_rate;
+	d->peer_listen = g_strdup(opt_peer_listen);
 	return TRUE;
 }
 
@@ -188,7 +193,8 @@ static int run(Daemon *d)
 	daemon_jobs_init(d);
 	metrics_dir(d);
 	daemon_libvirt_prepare(d);
-	if (!start_session(d, &error) || !daemon_api_start(d, &error)) {
+	if (!start_session(d, &error) || !daemon_api_start(d, &error) ||
+	    !daemon_transfer_start(d, &error)) {
 		g_printerr("vshared: %s\n", error->message);
 		return 1;
 	}
@@ -212,6 +218,7 @@ static int run(Daemon *d)
 	d->stopping = TRUE;
 	g_source_remove(d->tick_src);
 	daemon_api_stop(d);
+	daemon_transfer_stop(d);
 	daemon_libvirt_stop(d);
 	g_thread_pool_free(d->pool, FALSE, TRUE);
 	daemon_layout_stop(d);
@@ -230,6 +237,7 @@ static void cleanup(Daemon *d)
 	g_clear_pointer(&d->strikes, g_hash_table_destroy);
 	daemon_policy_free(d);
 	daemon_layout_free(d);
+	daemon_transfer_stop(d);
 	daemon_monitor_free(d);
 	g_clear_pointer(&d->event_nodes, g_ptr_array_unref);
 	g_clear_pointer(&d->dispatcher, vs_dispatcher_free);
@@ -243,7 +251,7 @@ static void cleanup(Daemon *d)
 
 int main(int argc, char **argv)
 {
-	Daemon d = { .listen_fd = -1 };
+	Daemon d = { .listen_fd = -1, .peer_fd = -1 };
 	g_autoptr(GError) error = NULL;
 	int rc;
 
@@ -260,5 +268,6 @@ int main(int argc, char **argv)
 	g_free(opt_socket);
 	g_free(opt_metrics);
 	g_free(opt_libvirt);
+	g_free(opt_peer_listen);
 	return rc;
 }

@@ -64,11 +64,19 @@ typedef struct {
 	GHashTable *known;	  /* VMs seen open: vm-started once */
 	GArray *stat_prev;	  /* /proc/stat at the last sample */
 	/* layout.c: paper 001's placement of arriving VMs */
-	char *layout_policy;  /* --layout-policy */
-	GHashTable *reserved; /* VM -> pCPUs promised to an arrival */
-	GThreadPool *mover;   /* one thread: paced memory moves */
-	gint move_cancel;     /* set at stop (atomic) */
-	guint move_rate;      /* --move-rate, MiB/s */
+	char *layout_policy;	 /* --layout-policy */
+	GHashTable *reserved;	 /* VM -> pCPUs promised to an arrival */
+	GThreadPool *mover;	 /* one thread: paced memory moves */
+	gint move_cancel;	 /* set at stop (atomic) */
+	guint move_rate;	 /* --move-rate, MiB/s */
+	GHashTable *transferred; /* VM -> Transferred: profiles from peers */
+	/* transfer.c: the peer endpoint (--peer-listen) */
+	char *peer_listen;
+	int peer_fd;
+	GSource *peer_src;
+	guint8 *peer_key;
+	gsize peer_key_len;
+	guint peer_conns;
 	/* monitor.c: paper 001's Monitor */
 	gboolean pmu;	      /* hardware counters usable */
 	GHashTable *profiles; /* VM -> its last profile (worker) */
@@ -99,6 +107,7 @@ void client_reply(Client *c, GBytes *bytes); /* loop thread */
 Client *client_ref(Client *c);
 void client_unref(Client *c);
 void client_done(Client *c); /* a queued request was answered */
+Client *client_new_oneshot(Daemon *d, int fd);
 
 /* watch.c (loop thread) */
 void daemon_watch_all(Daemon *d);
@@ -133,6 +142,12 @@ JsonNode *daemon_sense_quick(Daemon *d); /* no agent asked, no sample kept */
 void daemon_layout_init(Daemon *d);
 void daemon_layout_free(Daemon *d);
 void daemon_layout_stop(Daemon *d); /* cancel and join memory moves */
+
+/* transfer.c: paper 001's QMP Transferer, vshared to vshared */
+gboolean daemon_transfer_start(Daemon *d, GError **error); /* loop */
+void daemon_transfer_stop(Daemon *d);
+void daemon_transfer_register(Daemon *d); /* vshare-host-migrate */
+char *daemon_peer_key_path(Daemon *d);
 
 /* monitor.c (worker): per-VM profiles at each tick, kept in libvirt's
  * <metadata>; "profile" added to each VM of the status document */

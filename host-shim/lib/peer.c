@@ -259,7 +259,13 @@ JsonNode *vs_peer_recv(VsPeer *p, gint64 deadline, GError **error)
 			return NULL;
 		}
 		if (poll(&pf, 1, ms_left(deadline)) > 0 &&
-		    !vs_peer_pump(p, error))
-			return NULL;
+		    !vs_peer_pump(p, error)) {
+			/* a peer that answered and closed: its last words
+			 * count (a next read meets the end again) */
+			n = g_queue_pop_head(&p->frames);
+			if (n)
+				g_clear_error(error);
+			return n;
+		}
 	}
 }

@@ -466,6 +466,16 @@ VsPeer *vs_vm_agent(VsVm *vm, int timeout_ms, GError **error)
 			    vm->conf->name);
 		return NULL;
 	}
+	/* its guest does not run: asking would wait out the timeout, and
+	 * QEMU's main loop serves the agent's port only between chunks of
+	 * the incoming memory */
+	if (vm->incoming) {
+		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
+			    "VM %s is receiving a live migration: no guest "
+			    "agent to ask yet",
+			    vm->conf->name);
+		return NULL;
+	}
 	return vs_agent_open(vm->agent_path, timeout_ms, error);
 }
 
@@ -502,6 +512,18 @@ gboolean vs_vm_set_metadata(VsVm *vm, const char *key, const char *uri,
 			       "VM %s: the %s driver keeps no metadata",
 			       vm->conf->name, vm->drv->name);
 	return vm->drv->set_metadata(vm, key, uri, xml, error);
+}
+
+gboolean vs_vm_migrate(VsVm *vm, const char *uri, char **status, GError **error)
+{
+	if (!vm->drv->migrate)
+		return vs_fail(
+			error, VS_HOST_ERROR_UNSUPPORTED,
+			"VM %s: the %s driver does not migrate (libvirt: "
+			"virsh migrate; the profile travels in the "
+			"domain's <metadata>)",
+			vm->conf->name, vm->drv->name);
+	return vm->drv->migrate(vm, uri, status, error);
 }
 
 /* Every thread of the QEMU process (its vCPUs, I/O threads, main loop):

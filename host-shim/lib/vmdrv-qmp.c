@@ -15,7 +15,8 @@
 
 typedef struct {
 	VsPeer *qmp;
-	guint events; /* MEMORY_DEVICE_SIZE_CHANGE etc. heard */
+	guint events;	  /* MEMORY_DEVICE_SIZE_CHANGE etc. heard */
+	char *mig_status; /* the last MIGRATION event's status */
 } QmpVm;
 
 static QmpVm *priv(VsVm *vm)
@@ -26,9 +27,38 @@ static QmpVm *priv(VsVm *vm)
 static void on_event(JsonObject *ev, gpointer data)
 {
 	VsVm *vm = data;
+	JsonNode *d = json_object_get_member(ev, "data");
+	const char *status =
+		d && JSON_NODE_HOLDS_OBJECT(d)
+			? json_object_get_string_member_with_default(
+				  json_node_get_object(d), "status", NULL)
+			: NULL;
 
 	priv(vm)->events++;
-	(void)ev;
+	if (!g_strcmp0(json_object_get_string_member_with_default(ev, "event",
+								  NULL),
+		       "RESUME"))
+		vm->incoming = FALSE;
+	if (!g_strcmp0(json_object_get_string_member_with_default(ev, "event",
+								  NULL),
+		       "MIGRATION") &&
+	    status && strlen(status) < 32) {
+		g_free(priv(vm)->mig_status);
+		priv(vm)->mig_status = g_strdup(status);
+	}
+}
+
+/* Events queued by a pump go through on_event. */
+static void drain(VsVm *vm)
+{
+	JsonNode *n;
+
+	while ((n = vs_peer_recv_queued(priv(vm)->qmp))) {
+		if (JSON_NODE_HOLDS_OBJECT(n) &&
+		    json_object_has_member(json_node_get_object(n), "event"))
+			on_event(json_node_get_object(n), vm);
+		json_node_unref(n);
+	}
 }
 
 static JsonNode *call(VsVm *vm, const char *cmd, JsonObject *args,
@@ -59,6 +89,18 @@ static gboolean expected_pid(VsVm *vm, pid_t peer, GError **error)
 	return TRUE;
 }
 
+/* A QEMU started with -incoming that has not resumed yet. */
+static gboolean inmigrate(VsVm *vm)
+{
+	g_autoptr(JsonNode) r = call(vm, "query-status", NULL, NULL);
+	JsonObject *o =
+		r && JSON_NODE_HOLDS_OBJECT(r) ? json_node_get_object(r) : NULL;
+
+	return o && !g_strcmp0(json_object_get_string_member_with_default(
+				       o, "status", NULL),
+			       "inmigrate");
+}
+
 static gboolean qmp_open(VsVm *vm, const VsConfig *c, GError **error)
 {
 	QmpVm *q = g_new0(QmpVm, 1);
@@ -76,6 +118,7 @@ static gboolean qmp_open(VsVm *vm, const VsConfig *c, GError **error)
 	cpus = call(vm, "query-cpus-fast", NULL, error);
 	if (!cpus || !vs_qmp_parse_vcpus(cpus, vm->vcpus, error))
 		return FALSE;
+	vm->incoming = inmigrate(vm);
 	return vs_vm_refresh_mem(vm, error);
 }
 
@@ -84,6 +127,7 @@ static void qmp_close(VsVm *vm)
 	if (!priv(vm))
 		return;
 	vs_peer_free(priv(vm)->qmp);
+	g_free(priv(vm)->mig_status);
 	g_free(priv(vm));
 	vm->priv = NULL;
 }
@@ -130,14 +174,75 @@ static void qmp_wait(VsVm *vm, gint64 deadline)
 	gint64 left = (until - g_get_monotonic_time()) / 1000;
 
 	if (left > 0 && poll(&pf, 1, (int)left) > 0) {
-		JsonNode *n;
-
 		vs_peer_pump(priv(vm)->qmp, NULL);
-		while ((n = vs_peer_recv_queued(priv(vm)->qmp))) {
-			priv(vm)->events++;
-			json_node_unref(n);
-		}
+		drain(vm);
 	}
+}
+
+static gboolean under_way(const char *s)
+{
+	return s && (!strcmp(s, "setup") || !strcmp(s, "active") ||
+		     !strcmp(s, "device") || !strcmp(s, "pre-switchover") ||
+		     !strcmp(s, "completed"));
+}
+
+/* The migration's own error text (query-migrate), for a failure. */
+static char *mig_error(VsVm *vm)
+{
+	g_autoptr(JsonNode) r = call(vm, "query-migrate", NULL, NULL);
+	JsonObject *o =
+		r && JSON_NODE_HOLDS_OBJECT(r) ? json_node_get_object(r) : NULL;
+
+	return g_strdup(o ? json_object_get_string_member_with_default(
+				    o, "error-desc", "no reason given")
+			  : "no reason given");
+}
+
+static gboolean qmp_migrate(VsVm *vm, const char *uri, char **status,
+			    GError **error)
+{
+	QmpVm *q = priv(vm);
+	g_autoptr(JsonNode) caps = NULL, r = NULL;
+	JsonObject *args = json_object_new(), *cap = json_object_new();
+	JsonArray *a = json_array_new();
+	gint64 deadline;
+
+	/* MIGRATION events are sent only with the "events" capability */
+	json_object_set_string_member(cap, "capability", "events");
+	json_object_set_boolean_member(cap, "state", TRUE);
+	json_array_add_object_element(a, cap);
+	json_object_set_array_member(args, "capabilities", a);
+	caps = call(vm, "migrate-set-capabilities", args, error);
+	if (!caps)
+		return FALSE;
+	g_clear_pointer(&q->mig_status, g_free);
+	args = json_object_new();
+	json_object_set_string_member(args, "uri", uri);
+	r = call(vm, "migrate", args, error);
+	if (!r)
+		return FALSE;
+	deadline =
+		g_get_monotonic_time() + (gint64)vm->cfg->qmp_timeout_ms * 1000;
+	while (!under_way(q->mig_status) &&
+	       g_strcmp0(q->mig_status, "failed") &&
+	       g_strcmp0(q->mig_status, "cancelled")) {
+		if (g_get_monotonic_time() > deadline)
+			return vs_fail(error, VS_HOST_ERROR_UNREACHABLE,
+				       "VM %s: QEMU said nothing of the "
+				       "migration to %s (last: %s)",
+				       vm->conf->name, uri,
+				       q->mig_status ? q->mig_status : "none");
+		qmp_wait(vm, deadline);
+	}
+	if (!under_way(q->mig_status)) {
+		g_autofree char *why = mig_error(vm);
+
+		return vs_fail(error, VS_HOST_ERROR_FAILED,
+			       "VM %s: the migration to %s %s: %s",
+			       vm->conf->name, uri, q->mig_status, why);
+	}
+	*status = g_strdup(q->mig_status);
+	return TRUE;
 }
 
 static gboolean qmp_alive(VsVm *vm)
@@ -157,13 +262,9 @@ static int qmp_watch_fd(VsVm *vm)
  * itself (QEMU closes it when it exits). */
 static gboolean qmp_watch_read(VsVm *vm)
 {
-	JsonNode *n;
 	gboolean ok = vs_peer_pump(priv(vm)->qmp, NULL);
 
-	while ((n = vs_peer_recv_queued(priv(vm)->qmp))) {
-		priv(vm)->events++;
-		json_node_unref(n);
-	}
+	drain(vm);
 	return ok;
 }
 
@@ -188,4 +289,5 @@ const VsVmDriver vs_vmdrv_qmp = {
 	.watch_read = qmp_watch_read,
 	.set_weight = vs_cgroup_weight,
 	.throttled_ns = vs_cgroup_throttled_ns,
+	.migrate = qmp_migrate,
 };

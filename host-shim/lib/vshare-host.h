@@ -215,6 +215,25 @@ gboolean vs_node_is_real(int node);
 gboolean vs_move_memory(gint64 pid, int node, guint mib_per_s,
 			const gint *cancel, VsMoveStats *st, GError **error);
 
+/* ---- transfer.c: the peer endpoint between vshareds (paper 001) ---------- */
+
+/* The shared key (CONF/peer.key): a regular file of ours, mode 0600 or
+ * stricter, 32..4096 bytes (trailing whitespace dropped). */
+guint8 *vs_transfer_key_load(const char *path, gsize *len, GError **error);
+/* 32 random bytes as 64 hex digits. */
+char *vs_transfer_nonce(GError **error);
+/* Hex HMAC-SHA256(key, nonce "\n" request); verify in constant time. */
+char *vs_transfer_mac(const guint8 *key, gsize keylen, const char *nonce,
+		      const char *request);
+gboolean vs_transfer_verify(const guint8 *key, gsize keylen, const char *nonce,
+			    const char *request, const char *mac);
+/* "HOST:PORT" or "[V6]:PORT". */
+gboolean vs_transfer_split(const char *peer, char **host, char **port,
+			   GError **error);
+/* One authenticated request to @peer; its "return" member. */
+JsonNode *vs_transfer_send(const char *peer, const guint8 *key, gsize keylen,
+			   const char *request, int timeout_ms, GError **error);
+
 /* ---- registry.c ------------------------------------------------------------- */
 
 typedef enum {
@@ -301,6 +320,10 @@ typedef struct {
 	 * migration (libvirt's <metadata>). */
 	gboolean (*set_metadata)(VsVm *vm, const char *key, const char *uri,
 				 const char *xml, GError **error);
+	/* Start a live migration to @uri; return once QEMU says it is
+	 * under way (MIGRATION setup or active; *@status: which). */
+	gboolean (*migrate)(VsVm *vm, const char *uri, char **status,
+			    GError **error);
 } VsVmDriver;
 
 struct VsVm {
@@ -311,6 +334,8 @@ struct VsVm {
 	GArray *vcpus;	  /* VsVcpu, by index, verified */
 	GPtrArray *vmems; /* VsVmem */
 	gint64 qemu_pid;
+	gboolean incoming; /* QEMU waits for or receives a live migration
+			    * (QMP "inmigrate"), until its RESUME */
 	char *agent_path;
 	char *uuid;
 };
@@ -355,6 +380,9 @@ gboolean vs_vm_set_weight(VsVm *vm, guint weight, GError **error);
  * that travels (QMP). */
 gboolean vs_vm_set_metadata(VsVm *vm, const char *key, const char *uri,
 			    const char *xml, GError **error);
+/* The driver's migrate; UNSUPPORTED where another tool migrates (libvirt). */
+gboolean vs_vm_migrate(VsVm *vm, const char *uri, char **status,
+		       GError **error);
 /* setpriority() on every thread of the verified QEMU process. */
 gboolean vs_vm_set_nice(VsVm *vm, int nice, GError **error);
 

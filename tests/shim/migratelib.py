@@ -1,6 +1,8 @@
 """Live migration between two vshare "hosts" on this machine (tests/shim's
 declared 2-node layout, one vshared each): the destination QEMU, QMP
 events, thread affinities. Used by migrate.py and bench-layout.py."""
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -114,3 +116,44 @@ def misplaced(pid, vcpu_nodes, cells):
     return {tid: sorted(a) for tid, a in affinities(pid).items()
             if (tid in vcpu_nodes and a != cells.get(vcpu_nodes[tid])) or
             (tid not in vcpu_nodes and not a <= union)}
+
+
+def write_key(ctl, key):
+    """CONF/peer.key of a vshare "host", mode 0600."""
+    path = os.path.join(ctl.conf, "peer.key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+
+
+class PeerClient:
+    """The peer protocol by hand (docs/migration.md): the greeting, one
+    line out, one line back."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.file = self.sock.makefile("rwb")
+        self.hello = json.loads(self.file.readline())
+        self.nonce = self.hello.get("nonce", "")
+
+    @staticmethod
+    def envelope(key, nonce, request):
+        mac = hmac.new(key.encode(), (nonce + "\n" + request).encode(),
+                       hashlib.sha256).hexdigest()
+        return {"request": request, "mac": mac}
+
+    def send(self, obj):
+        """@obj (bytes as they are, else JSON) out; the answer (a dict, or
+        None when the endpoint closed without one)."""
+        data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        self.file.write(data + b"\n")
+        self.file.flush()
+        return self.answer()
+
+    def answer(self):
+        line = self.file.readline()
+        return json.loads(line) if line else None
+
+    def close(self):
+        self.file.close()
+        self.sock.close()

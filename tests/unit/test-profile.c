@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static JsonNode *json(const char *text)
@@ -618,6 +621,115 @@ static void test_move_memory(void)
 	g_spawn_close_pid(pid);
 }
 
+/* ---- transfer.c: the peer endpoint's authentication ------------------ */
+
+static void test_transfer_mac(void)
+{
+	const guint8 *key = (const guint8 *)"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+	g_autofree char *nonce = g_strnfill(64, '0');
+	const char *req = "{\"execute\":\"x\"}";
+	/* python3: hmac.new(key, (nonce + "\n" + req).encode(), sha256) */
+	const char *want = "ac9f7bdd38fb71e9e66b414dc01f5c42"
+			   "94642cd7c088de66dba9eee6de5b9b1c";
+	g_autofree char *mac = vs_transfer_mac(key, 32, nonce, req);
+	g_autofree char *n1 = NULL, *n2 = NULL, *short_mac = NULL;
+
+	g_assert_cmpstr(mac, ==, want);
+	g_assert_true(vs_transfer_verify(key, 32, nonce, req, mac));
+	g_assert_false(
+		vs_transfer_verify(key, 32, nonce, "{\"execute\":\"y\"}", mac));
+	g_assert_false(vs_transfer_verify(key, 31, nonce, req, mac));
+	n1 = vs_transfer_nonce(NULL);
+	n2 = vs_transfer_nonce(NULL);
+	g_assert_cmpuint(strlen(n1), ==, 64);
+	g_assert_cmpstr(n1, !=, n2); /* fresh each time */
+	g_assert_false(vs_transfer_verify(key, 32, n1, req, mac));
+	short_mac = g_strndup(mac, 63);
+	g_assert_false(vs_transfer_verify(key, 32, nonce, req, short_mac));
+	g_assert_false(vs_transfer_verify(key, 32, nonce, req, NULL));
+}
+
+static void test_transfer_key(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("vs-key-XXXXXX", NULL);
+	g_autofree char *path = g_build_filename(dir, "peer.key", NULL);
+	g_autofree char *link = g_build_filename(dir, "link.key", NULL);
+	g_autoptr(GError) error = NULL;
+	g_autofree guint8 *key = NULL;
+	gsize len = 0;
+
+	g_assert_null(vs_transfer_key_load(path, &len, &error));
+	g_assert_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNSUPPORTED);
+	g_clear_error(&error);
+	g_assert_true(g_file_set_contents(path, "short\n", -1, NULL));
+	chmod(path, 0600);
+	g_assert_null(vs_transfer_key_load(path, &len, &error));
+	g_assert_nonnull(strstr(error->message, "at least 32"));
+	g_clear_error(&error);
+	g_assert_true(g_file_set_contents(
+		path, "0123456789abcdef0123456789abcdef01234567\n", -1, NULL));
+	chmod(path, 0644);
+	g_assert_null(vs_transfer_key_load(path, &len, &error));
+	g_assert_nonnull(strstr(error->message, "mode 0600"));
+	g_clear_error(&error);
+	chmod(path, 0600);
+	g_assert_cmpint(symlink(path, link), ==, 0);
+	g_assert_null(vs_transfer_key_load(link, &len, &error));
+	g_assert_error(error, VS_HOST_ERROR, VS_HOST_ERROR_REFUSED);
+	g_clear_error(&error);
+	key = vs_transfer_key_load(path, &len, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(len, ==, 40); /* the newline is not key */
+	unlink(link);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_transfer_split(void)
+{
+	static const char *bad[] = { "host", ":1", "h:0", "h:70000",
+				     "h:x",  "h:", "" };
+	g_autofree char *h = NULL, *p = NULL, *h6 = NULL, *p6 = NULL;
+	g_autoptr(GError) error = NULL;
+
+	g_assert_true(vs_transfer_split("127.0.0.1:7000", &h, &p, NULL));
+	g_assert_cmpstr(h, ==, "127.0.0.1");
+	g_assert_cmpstr(p, ==, "7000");
+	g_assert_true(vs_transfer_split("[::1]:7001", &h6, &p6, NULL));
+	g_assert_cmpstr(h6, ==, "::1");
+	for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+		char *x = NULL, *y = NULL;
+
+		g_clear_error(&error);
+		g_assert_false(vs_transfer_split(bad[i], &x, &y, &error));
+		g_assert_nonnull(strstr(error->message, "HOST:PORT"));
+		g_assert_null(x);
+	}
+}
+
+/* Nobody listens: an error at once, not a hang. */
+static void test_transfer_unreachable(void)
+{
+	const guint8 *key = (const guint8 *)"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+	g_autoptr(GError) error = NULL;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	g_autofree char *peer = NULL;
+	gint64 t0;
+
+	/* a port that was free a moment ago */
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+	g_assert_cmpint(getsockname(fd, (struct sockaddr *)&sa, &len), ==, 0);
+	close(fd);
+	peer = g_strdup_printf("127.0.0.1:%u", ntohs(sa.sin_port));
+	t0 = g_get_monotonic_time();
+	g_assert_null(vs_transfer_send(peer, key, 32, "{}", 2000, &error));
+	g_assert_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE);
+	g_assert_cmpint(g_get_monotonic_time() - t0, <, 2000000);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -635,5 +747,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/profile/sample-usage", test_sample_usage);
 	g_test_add_func("/memmove/ranges", test_ram_ranges);
 	g_test_add_func("/memmove/move", test_move_memory);
+	g_test_add_func("/transfer/mac", test_transfer_mac);
+	g_test_add_func("/transfer/key", test_transfer_key);
+	g_test_add_func("/transfer/split", test_transfer_split);
+	g_test_add_func("/transfer/unreachable", test_transfer_unreachable);
 	return g_test_run();
 }
