@@ -182,7 +182,7 @@ TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
          tests/shim/migrate.t \
          tests/libvirt/libvirt.t tests/libvirt/guestvcpus.t \
-         tests/libvirt/hook.t \
+         tests/libvirt/hook.t tests/libvirt/migrate.t \
          tests/policy/policy.t \
          tests/kernel/kernel.t tests/kernel/kvm-patch.t
 

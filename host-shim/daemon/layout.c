@@ -596,9 +596,21 @@ static void add_neighbours(JsonBuilder *b, GPtrArray *mv)
 	json_builder_end_array(b);
 }
 
+/* The cells' nodes are NUMA nodes of this kernel: a caller may bind the
+ * VM's memory to them (a declared layout's nodes are not). */
+static gboolean can_bind(Daemon *d, const Cell *cells, guint n)
+{
+	if (d->session.host.declared)
+		return FALSE;
+	for (guint i = 0; i < n; i++)
+		if (!vs_node_is_real(cells[i].node))
+			return FALSE;
+	return TRUE;
+}
+
 static JsonNode *answer(const char *policy, const char *vm, JsonObject *decided,
 			const Cell *cells, guint n, JsonNode *result,
-			GPtrArray *mv, gboolean applied)
+			GPtrArray *mv, gboolean applied, gboolean bind)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	JsonObject *r = json_node_get_object(result);
@@ -620,6 +632,8 @@ static JsonNode *answer(const char *policy, const char *vm, JsonObject *decided,
 		b, json_node_copy(json_object_get_member(r, "moves")));
 	json_builder_set_member_name(b, "applied");
 	json_builder_add_boolean_value(b, applied);
+	json_builder_set_member_name(b, "bind-memory");
+	json_builder_add_boolean_value(b, bind);
 	json_builder_end_object(b);
 	return json_builder_get_root(b);
 }
@@ -790,7 +804,8 @@ static JsonNode *place_vm(Daemon *d, JsonObject *a, const char *vm,
 	memory_decisions(d, result);
 	if (do_apply && !apply(followed, cells, n, error))
 		return NULL;
-	return answer(policy, vm, decided, cells, n, result, mv, do_apply);
+	return answer(policy, vm, decided, cells, n, result, mv, do_apply,
+		      can_bind(d, cells, n));
 }
 
 static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)

@@ -233,7 +233,7 @@ static gboolean check_places(const VsMigDomain *d, const VsMigPlace *p, guint n,
 	for (guint i = 0; i < d->ncells; i++) {
 		const VsMigPlace *pl = place_of(p, n, d->cells[i].id);
 
-		if (!pl || pl->node < 0 || pl->node >= VS_MAX_CPUS ||
+		if (!pl || pl->node < -1 || pl->node >= VS_MAX_CPUS ||
 		    !vs_cpuset_count(&pl->cpus))
 			return bad(error, "%s",
 				   "a guest cell without a node or pCPUs");
@@ -289,6 +289,9 @@ static void write_numatune(xmlNode *root, const VsMigDomain *d,
 	VsCpuSet nodes = { 0 };
 	g_autofree char *nodess = NULL;
 
+	for (guint i = 0; i < n; i++)
+		if (p[i].node < 0)
+			return; /* no memory binding: libvirt's stays */
 	if (tune) {
 		xmlUnlinkNode(tune);
 		xmlFreeNode(tune);

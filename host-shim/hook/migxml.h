@@ -50,6 +50,8 @@ typedef struct {
 
 /* @xml with <cputune> pins and <numatune> replaced by @places (one per
  * cell of @d, every cell once). Other cputune children (shares, period,
- * quota, iothreadpin) are kept. A new allocated string, or NULL + error. */
+ * quota, iothreadpin) are kept. A place with node -1 binds no memory:
+ * then <numatune> stays as it was. A new allocated string, or NULL +
+ * error. */
 char *vs_mig_rewrite(const char *xml, gsize len, const VsMigDomain *d,
 		     const VsMigPlace *places, guint nplaces, GError **error);

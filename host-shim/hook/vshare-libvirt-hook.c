@@ -160,6 +160,17 @@ static char *place(const char *xml, gsize len, GError **error)
 	n = read_places(ret, places, error);
 	if (!n)
 		return NULL;
+	if (!json_object_get_boolean_member_with_default(
+		    json_node_get_object(ret), "bind-memory", FALSE)) {
+		/* a declared host layout: its nodes are not the kernel's */
+		for (guint i = 0; i < n; i++)
+			places[i].node = -1;
+		fprintf(stderr,
+			"vshare hook: %s: vCPUs pinned; memory binding "
+			"left to libvirt (vshared: the host's nodes are "
+			"not the kernel's)\n",
+			d.name);
+	}
 	return vs_mig_rewrite(xml, len, &d, places, n, error);
 }
 

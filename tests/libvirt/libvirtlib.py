@@ -135,7 +135,16 @@ def ensure_accounts():
 
 
 class Libvirt:
-    def __init__(self, root=None, prefix=None):
+    def __init__(self, root=None, prefix=None, host_uuid=None, cgroups=True,
+                 hook=None):
+        """@host_uuid: libvirtd.conf's (two instances migrating between
+        them need distinct ones); @cgroups False: qemu.conf's
+        cgroup_controllers = [] (a second instance on this host would
+        name its domains' cgroups as the first does); @hook: the text of
+        /etc/libvirt/hooks/qemu.d/vshare inside the namespace."""
+        self.host_uuid = host_uuid
+        self.cgroups = cgroups
+        self.hook = hook
         self.root = os.path.abspath(
             root or os.environ.get("VSHARE_LIBVIRT_ROOT") or
             os.path.join(REPO, "build", "libvirt"))
@@ -169,8 +178,20 @@ class Libvirt:
             os.makedirs(target, exist_ok=True)  # mount points, host-wide
         with open(self.path("etc", "qemu.conf"), "w") as f:
             f.write(QEMU_CONF)
+            if not self.cgroups:
+                f.write("cgroup_controllers = [ ]\n")
         with open(self.path("libvirtd.conf"), "w") as f:
             f.write(LIBVIRTD_CONF)
+            if self.host_uuid:
+                f.write(f'host_uuid = "{self.host_uuid}"\n')
+        hooks = self.path("etc", "hooks", "qemu.d")
+        if self.hook:  # read by libvirtd at its start
+            os.makedirs(hooks, exist_ok=True)
+            with open(os.path.join(hooks, "vshare"), "w") as f:
+                f.write(self.hook)
+            os.chmod(os.path.join(hooks, "vshare"), 0o755)
+        elif os.path.exists(os.path.join(hooks, "vshare")):
+            os.unlink(os.path.join(hooks, "vshare"))
 
     def _ns_script(self):
         binds = " && ".join(f"mount --bind {self.path(k)} {v}"

@@ -121,6 +121,35 @@ static void test_rewrite(void)
 	      "12.5");
 }
 
+/* vshared says the host's nodes are not the kernel's (a declared layout):
+ * vCPUs pinned, libvirt's <numatune> left exactly as it was. */
+static void test_no_binding(void)
+{
+	g_autofree char *orig = sample("libvirt-live-pinned.xml");
+	g_autofree char *xml =
+		edit(orig, "<vcpu placement='static'>",
+		     "<numatune><memory mode='preferred' nodeset='0'/>"
+		     "</numatune><vcpu placement='static'>");
+	g_auto(VsMigDomain) d = { 0 };
+	g_autoptr(GError) error = NULL;
+	VsMigPlace p[2];
+	g_autofree char *out = NULL;
+
+	g_assert_true(vs_mig_read(xml, strlen(xml), &d, &error));
+	places_swap(p);
+	p[0].node = p[1].node = -1;
+	out = vs_mig_rewrite(xml, strlen(xml), &d, p, 2, &error);
+	g_assert_no_error(error);
+	XP_EQ(out, "/domain/cputune/vcpupin[@vcpu='0']/@cpuset", "2-3");
+	XP_EQ(out, "count(/domain/numatune)", "1");
+	XP_EQ(out, "/domain/numatune/memory/@mode", "preferred");
+	XP_EQ(out, "/domain/numatune/memory/@nodeset", "0");
+	XP_EQ(out, "count(/domain/numatune/memnode)", "0");
+	p[0].node = -2;
+	g_clear_pointer(&out, g_free);
+	g_assert_null(vs_mig_rewrite(xml, strlen(xml), &d, p, 2, &error));
+}
+
 /* No guest NUMA: one cell with every vCPU; no memnode is written. */
 static void test_flat(void)
 {
@@ -234,5 +263,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/migxml/flat", test_flat);
 	g_test_add_func("/migxml/hostile", test_hostile);
 	g_test_add_func("/migxml/bad-places", test_bad_places);
+	g_test_add_func("/migxml/no-binding", test_no_binding);
 	return g_test_run();
 }
