@@ -208,18 +208,145 @@ static JsonNode *layout_state(Daemon *d, const char *vm, const Cell *cells,
 
 /* ---- pCPUs ---------------------------------------------------------- */
 
+/* ---- reservations kept across restarts: STATE/reservations.json ---- */
+
+#define RESERVATIONS_FILE "reservations.json"
+#define RESERVATIONS_MAX  (1 << 20)
+
+static char *reservations_path(Daemon *d)
+{
+	return g_build_filename(d->cfg.state_dir, RESERVATIONS_FILE, NULL);
+}
+
+/* Wall-clock "until" (monotonic time does not survive a restart). */
+static void save_reservations(Daemon *d)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	g_autoptr(JsonNode) root = NULL;
+	g_autofree char *text = NULL, *path = reservations_path(d);
+	g_autoptr(GError) error = NULL;
+	gint64 skew = g_get_real_time() - g_get_monotonic_time();
+	GHashTableIter it;
+	gpointer k, v;
+
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "reservations");
+	json_builder_begin_array(b);
+	g_hash_table_iter_init(&it, d->reserved);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		Reservation *r = v;
+		g_autofree char *cpus = vs_cpuset_format(&r->cpus);
+
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "vm");
+		json_builder_add_string_value(b, k);
+		json_builder_set_member_name(b, "cpus");
+		json_builder_add_string_value(b, cpus);
+		json_builder_set_member_name(b, "node");
+		json_builder_add_int_value(b, r->node);
+		json_builder_set_member_name(b, "applied");
+		json_builder_add_boolean_value(b, r->applied);
+		json_builder_set_member_name(b, "until");
+		json_builder_add_int_value(b,
+					   (r->until + skew) / G_USEC_PER_SEC);
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+	root = json_builder_get_root(b);
+	text = json_to_string(root, TRUE);
+	if (!vs_write_private(path, text, &error))
+		g_warning("layout: reservations not kept: %s", error->message);
+}
+
+static gboolean load_one(Daemon *d, JsonObject *o, gint64 skew)
+{
+	const char *vm =
+		o ? json_object_get_string_member_with_default(o, "vm", NULL)
+		  : NULL;
+	const char *cpus =
+		o ? json_object_get_string_member_with_default(o, "cpus", "")
+		  : "";
+	Reservation r = { 0 };
+
+	if (!vs_name_valid(vm, NULL) || !vs_cpuset_parse(cpus, &r.cpus, NULL) ||
+	    !vs_cpuset_count(&r.cpus) ||
+	    !vs_cpuset_is_subset(&r.cpus, &d->session.host.all))
+		return FALSE;
+	r.node = (int)json_object_get_int_member_with_default(o, "node", -1);
+	r.applied = json_object_get_boolean_member_with_default(o, "applied",
+								FALSE);
+	r.until = json_object_get_int_member_with_default(o, "until", 0) *
+			  G_USEC_PER_SEC -
+		  skew;
+	if (r.until < g_get_monotonic_time() && !r.applied)
+		return TRUE; /* ended while vshared was away */
+	g_hash_table_replace(d->reserved, g_strdup(vm),
+			     g_memdup2(&r, sizeof(r)));
+	return TRUE;
+}
+
+/* Once per run, before the first use: what the last run promised. A
+ * damaged file is a warning, never a reason to stop. */
+static void load_reservations(Daemon *d)
+{
+	g_autofree char *path = reservations_path(d), *text = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(JsonParser) p = json_parser_new();
+	gint64 skew = g_get_real_time() - g_get_monotonic_time();
+	JsonNode *root;
+	JsonArray *a = NULL;
+	guint bad = 0;
+
+	if (d->reserved_loaded)
+		return;
+	d->reserved_loaded = TRUE;
+	if (!g_file_test(path, G_FILE_TEST_EXISTS))
+		return;
+	text = vs_read_bounded(path, RESERVATIONS_MAX, &error);
+	if (text && json_parser_load_from_data(p, text, -1, &error)) {
+		root = json_parser_get_root(p);
+		if (JSON_NODE_HOLDS_OBJECT(root))
+			a = json_object_get_array_member(
+				json_node_get_object(root), "reservations");
+	}
+	for (guint i = 0; a && i < json_array_get_length(a); i++) {
+		JsonNode *e = json_array_get_element(a, i);
+
+		if (!load_one(d,
+			      JSON_NODE_HOLDS_OBJECT(e)
+				      ? json_node_get_object(e)
+				      : NULL,
+			      skew))
+			bad++;
+	}
+	if (!a || bad)
+		g_warning("layout: %s: %s", path,
+			  !a ? (error ? error->message : "no reservations list")
+			     : "entries refused (name, pCPUs of this host)");
+	g_message("layout: %u reservations kept from the last run",
+		  g_hash_table_size(d->reserved));
+}
+
+/* Ended reservations go; a VM placed by the hook that vshared now
+ * follows (it arrived) holds its pCPUs while it is followed. */
 static void prune_reservations(Daemon *d)
 {
 	GHashTableIter it;
 	gpointer k, v;
 	gint64 now = g_get_monotonic_time();
 
+	load_reservations(d);
 	g_hash_table_iter_init(&it, d->reserved);
 	while (g_hash_table_iter_next(&it, &k, &v)) {
 		Reservation *r = v;
+		gboolean followed = g_hash_table_contains(d->session.vms, k);
 
-		if (r->until < now || vs_ledger_find(d->session.ledger, k) ||
-		    (r->applied && !g_hash_table_contains(d->session.vms, k)))
+		if (!r->applied && followed)
+			r->applied = TRUE;
+		else if ((!r->applied && r->until < now) ||
+			 vs_ledger_find(d->session.ledger, k) ||
+			 (r->applied && !followed))
 			g_hash_table_iter_remove(&it);
 	}
 }
@@ -709,7 +836,9 @@ static JsonNode *release_one(Daemon *d, const char *vm, GError **error)
 
 	if (!vs_name_valid(vm, error))
 		return NULL;
+	load_reservations(d);
 	had = g_hash_table_remove(d->reserved, vm);
+	save_reservations(d);
 	if (had)
 		g_message("layout: %s will not arrive: its pCPUs are free", vm);
 	o = json_object_new();
@@ -759,6 +888,7 @@ static JsonNode *place_vm(Daemon *d, JsonObject *a, const char *vm,
 	g_autoptr(JsonNode) state = NULL, result = NULL, own = NULL;
 	g_autoptr(GPtrArray) mv = NULL;
 	JsonObject *decided;
+	gboolean ok;
 	VsProfile p;
 	guint n = 0;
 
@@ -794,8 +924,10 @@ static JsonNode *place_vm(Daemon *d, JsonObject *a, const char *vm,
 		return NULL;
 	}
 	mv = neighbours(d, vm, result);
-	if (!place_all(d, vm, (int)json_object_get_int_member(decided, "node"),
-		       cells, n, do_apply, mv, error))
+	ok = place_all(d, vm, (int)json_object_get_int_member(decided, "node"),
+		       cells, n, do_apply, mv, error);
+	save_reservations(d);
+	if (!ok)
 		return NULL;
 	g_message("layout %s: %s arrives on node %d (%s)", policy, vm,
 		  cells[0].node,
@@ -823,18 +955,26 @@ static JsonNode *h_place(JsonObject *a, gpointer ctx, GError **error)
 		error);
 }
 
-static JsonNode *peer_answer(const char *vm, JsonNode *placed, const char *note)
+static JsonNode *peer_answer(const char *vm, gboolean stored, JsonNode *placed,
+			     const char *note)
 {
 	JsonObject *o = json_object_new();
 	JsonNode *n = json_node_new(JSON_NODE_OBJECT);
 
 	json_object_set_string_member(o, "vm", vm);
-	json_object_set_boolean_member(o, "stored", TRUE);
+	json_object_set_boolean_member(o, "stored", stored);
 	if (placed)
 		json_object_set_member(o, "placed", json_node_copy(placed));
 	json_object_set_string_member(o, "note", note);
 	json_node_take_object(n, o);
 	return n;
+}
+
+static gboolean registered(const VsConfig *c, const char *vm)
+{
+	g_autoptr(VsVmConf) conf = vs_registry_get(c, vm, NULL);
+
+	return conf != NULL;
 }
 
 /* vshare-peer-profile: a migrating VM's profile from the source's
@@ -862,6 +1002,15 @@ static JsonNode *h_peer_profile(JsonObject *a, gpointer ctx, GError **error)
 			  (*error)->message);
 		return NULL;
 	}
+	if (!vs_session_vm(&d->session, vm, NULL) && !registered(&d->cfg, vm)) {
+		g_message(
+			"layout: profile of %s from %s ignored: no VM of that "
+			"name is registered or followed here",
+			vm, from);
+		return peer_answer(vm, FALSE, NULL,
+				   "ignored: no VM of that name is registered "
+				   "or followed here (vsharectl add it first)");
+	}
 	t = g_new0(Transferred, 1);
 	*t = (Transferred){ .p = p,
 			    .from = g_strdup(from),
@@ -872,9 +1021,9 @@ static JsonNode *h_peer_profile(JsonObject *a, gpointer ctx, GError **error)
 		  from, p.mpki, p.bandwidth_mbps);
 	if (!vs_session_vm(&d->session, vm, NULL) ||
 	    vs_ledger_find(d->session.ledger, vm))
-		return peer_answer(vm, NULL,
-				   "kept for its placement (vshared does not "
-				   "follow an arriving VM of that name)");
+		return peer_answer(vm, TRUE, NULL,
+				   "kept for its placement (registered here, "
+				   "not followed yet)");
 	{
 		g_autoptr(JsonObject) none = json_object_new();
 
@@ -884,7 +1033,7 @@ static JsonNode *h_peer_profile(JsonObject *a, gpointer ctx, GError **error)
 		g_warning("layout: %s: not placed: %s", vm, why->message);
 	note = placed ? g_strdup("placed, threads pinned")
 		      : g_strdup_printf("kept; not placed: %s", why->message);
-	return peer_answer(vm, placed, note);
+	return peer_answer(vm, TRUE, placed, note);
 }
 
 void daemon_layout_init(Daemon *d)

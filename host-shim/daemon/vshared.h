@@ -64,12 +64,13 @@ typedef struct {
 	GHashTable *known;	  /* VMs seen open: vm-started once */
 	GArray *stat_prev;	  /* /proc/stat at the last sample */
 	/* layout.c: paper 001's placement of arriving VMs */
-	char *layout_policy;	 /* --layout-policy */
-	GHashTable *reserved;	 /* VM -> pCPUs promised to an arrival */
-	GThreadPool *mover;	 /* one thread: paced memory moves */
-	gint move_cancel;	 /* set at stop (atomic) */
-	guint move_rate;	 /* --move-rate, MiB/s */
-	GHashTable *transferred; /* VM -> Transferred: profiles from peers */
+	char *layout_policy;	  /* --layout-policy */
+	GHashTable *reserved;	  /* VM -> pCPUs promised to an arrival */
+	gboolean reserved_loaded; /* STATE/reservations.json read */
+	GThreadPool *mover;	  /* one thread: paced memory moves */
+	gint move_cancel;	  /* set at stop (atomic) */
+	guint move_rate;	  /* --move-rate, MiB/s */
+	GHashTable *transferred;  /* VM -> Transferred: profiles from peers */
 	/* transfer.c: the peer endpoint (--peer-listen) */
 	char *peer_listen;
 	int peer_fd;

@@ -21,6 +21,7 @@ hook runs at `migrate begin`, before QEMU exists. TAP on stdout.
 Checked without the hook's own code: the XML with Python's ElementTree,
 virsh dumpxml of the defined result, vshared's log.
 """
+import json
 import os
 import subprocess
 import sys
@@ -124,6 +125,18 @@ def placed(t, lv, ctl, d, dom, xml):
 def fail_open(t, ctl, d, dom, xml):
     second = xml.replace(f"<name>{dom.name}</name>",
                          f"<name>{dom.name}-2</name>")
+    # a vshared restart between the two (e.g. a package upgrade) keeps
+    # the first arrival's reservation: STATE/reservations.json
+    path = os.path.join(ctl.state, "reservations.json")
+    rc = d.stop()
+    d.start()
+    kept = json.load(open(path)).get("reservations", []) \
+        if os.path.exists(path) else []
+    t.ok(rc == 0 and [r.get("vm") for r in kept] == [dom.name] and
+         os.stat(path).st_mode & 0o777 == 0o600 and
+         "1 reservations kept from the last run" in open(d.log).read(),
+         "vshared restarted: the reservation is on disk (0600) and read "
+         "back", kept)
     p = hook(ctl, dom.name + "-2", second)
     t.ok(p.returncode == 0 and p.stdout == "" and
          "free pCPUs" in p.stderr,

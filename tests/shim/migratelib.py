@@ -157,3 +157,20 @@ class PeerClient:
     def close(self):
         self.file.close()
         self.sock.close()
+
+
+def stop_daemons(t, named, what=""):
+    """Each (name, vshared) stopped; its exit status is a check (the san
+    build: ASan reports a leak as a non-zero exit)."""
+    for name, d in named:
+        t.ok(d.stop() == 0, f"{what}{name} vshared exit 0 (ASan: no leak)",
+             open(d.log).read()[-2000:])
+
+
+def teardown(daemons, guests):
+    """What a failed check left running: vshared killed, guests stopped."""
+    for d in daemons:
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+    for g in guests:
+        g.stop()

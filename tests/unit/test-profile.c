@@ -494,6 +494,7 @@ static void test_pmu(void)
 		g_assert_nonnull(strstr(e->message, "; using declared profiles "
 						    "(CONF/profiles/VM.json)"));
 		g_assert_null(strchr(e->message, '\n'));
+		g_test_skip(e->message); /* the real counters: a PMU host */
 		return;
 	}
 	t = g_thread_new("busy", busy, NULL);
