@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -84,6 +85,34 @@ def dest_xml(a, b, name):
     return path
 
 
+class ResumeWatch:
+    """`virsh event --loop` on B: at the lifecycle event "Resumed" (the
+    migrated VM runs), every thread's affinity of B's QEMU is read at
+    once, before anything else looks."""
+
+    def __init__(self, b, name):
+        self.b, self.name, self.snapshot, self.line = b, name, None, None
+        self.proc = subprocess.Popen(
+            ["virsh", "-c", b.uri, "event", "--loop", "--event",
+             "lifecycle", "--domain", name], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        for line in self.proc.stdout:
+            if "Resumed" in line:
+                pid = int(open(self.b.pidfile(self.name)).read().split()[0])
+                self.snapshot, self.line = affinities(pid), line.strip()
+                return
+
+    def wait(self, timeout):
+        self.thread.join(timeout)
+        self.proc.kill()
+        self.proc.wait()
+        return self.snapshot
+
+
 def migrate(t, a, b, dom, dd):
     name = dom.name
     dom.shell.run("(i=0; while :; do i=$((i+1)); echo $i > /tmp/cnt.t; "
@@ -91,6 +120,7 @@ def migrate(t, a, b, dom, dd):
     dom.shell.run("until [ -s /tmp/cnt ]; do :; done", timeout=60)
     c0 = counter(dom.shell)
     xml = dest_xml(a, b, name)
+    watch = ResumeWatch(b, name)
     t0 = time.monotonic()
     p = subprocess.run(["virsh", "-c", a.uri, "migrate", "--live", name,
                         b.uri, "--migrateuri",
@@ -111,11 +141,10 @@ def migrate(t, a, b, dom, dd):
          "virsh vcpupin at B: guest cell 0's vCPU on pCPU 1 (node 1), "
          "cell 1's on pCPU 0: the hook's XML, not libvirt's default", pins)
     tids = vcpu_tids(b, name)
-    pid = int(open(b.pidfile(name)).read().split()[0])
-    aff = affinities(pid)
+    aff = watch.wait(30) or {}
     t.ok(aff.get(tids.get(0)) == {1} and aff.get(tids.get(1)) == {0},
-         "in /proc: B's QEMU runs vCPU 0 on pCPU 1 and vCPU 1 on pCPU 0",
-         (tids, aff))
+         "in /proc, read on B's lifecycle event Resumed: vCPU 0 already on "
+         "pCPU 1 and vCPU 1 on pCPU 0", (watch.line, tids, aff))
     t.ok(bool(profile_at(b, name)),
          "the profile arrived inside the domain XML (virsh metadata at B)")
     sh = Shell(b.path("dom", name, "shell.sock"))
