@@ -132,12 +132,12 @@ def fail_open(t, ctl, d, dom, xml):
     d.start()
     kept = json.load(open(path)).get("reservations", []) \
         if os.path.exists(path) else []
+    p = hook(ctl, dom.name + "-2", second)
     t.ok(rc == 0 and [r.get("vm") for r in kept] == [dom.name] and
          os.stat(path).st_mode & 0o777 == 0o600 and
          "1 reservations kept from the last run" in open(d.log).read(),
-         "vshared restarted: the reservation is on disk (0600) and read "
-         "back", kept)
-    p = hook(ctl, dom.name + "-2", second)
+         "vshared restarted: the reservation was on disk (0600) and read "
+         "back at its first use", kept)
     t.ok(p.returncode == 0 and p.stdout == "" and
          "free pCPUs" in p.stderr,
          "a second arrival needing the reserved pCPUs: no placement, "

@@ -94,14 +94,15 @@ class ResumeWatch:
         self.b, self.name, self.snapshot, self.line = b, name, None, None
         self.proc = subprocess.Popen(
             ["virsh", "-c", b.uri, "event", "--loop", "--event",
-             "lifecycle", "--domain", name], stdout=subprocess.PIPE,
+             "lifecycle"], stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
         for line in self.proc.stdout:
-            if "Resumed" in line:
+            # "event 'lifecycle' for domain 'NAME': Resumed Migrated"
+            if f"'{self.name}'" in line and "Resumed" in line:
                 pid = int(open(self.b.pidfile(self.name)).read().split()[0])
                 self.snapshot, self.line = affinities(pid), line.strip()
                 return
