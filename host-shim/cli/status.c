@@ -134,6 +134,29 @@ static gboolean parse_status(Cli *c, int *argc, char ***argv, double *interval,
 	return TRUE;
 }
 
+/* vshared's pCPUs promised to arriving VMs (docs/migration.md). */
+static void print_reservations(JsonObject *o)
+{
+	JsonArray *a = json_object_has_member(o, "reservations")
+			       ? json_object_get_array_member(o, "reservations")
+			       : NULL;
+
+	for (guint i = 0; a && i < json_array_get_length(a); i++) {
+		JsonObject *r = json_array_get_object_element(a, i);
+
+		if (!i)
+			g_print("pCPUs reserved for arriving VMs:\n");
+		g_print("  %s: pCPUs %s (node %" G_GINT64_FORMAT "), ",
+			s_or(r, "vm", "?"), s_or(r, "cpus", "?"),
+			json_object_get_int_member(r, "node"));
+		if (json_object_get_boolean_member(r, "followed"))
+			g_print("held while vshared follows it\n");
+		else
+			g_print("%" G_GINT64_FORMAT " s left\n",
+				json_object_get_int_member(r, "seconds-left"));
+	}
+}
+
 static void render_doc(Cli *c, JsonNode *root)
 {
 	JsonObject *o = json_node_get_object(root);
@@ -151,6 +174,7 @@ static void render_doc(Cli *c, JsonNode *root)
 		json_object_get_int_member(o, "ledger-generation"));
 	for (guint i = 0; i < json_array_get_length(vms); i++)
 		print_vm(json_array_get_object_element(vms, i));
+	print_reservations(o);
 }
 
 int cmd_status(Cli *c, int argc, char **argv)

@@ -209,9 +209,14 @@ static JsonNode *h_status(JsonObject *a, gpointer ctx, GError **error)
 {
 	Daemon *d = ctx;
 
+	JsonNode *doc;
+
 	if (!d->last_status)
 		daemon_metrics_tick(d);
-	return filter_vms(d->last_status, arg_str(a, "vms"));
+	doc = filter_vms(d->last_status, arg_str(a, "vms"));
+	json_object_set_array_member(json_node_get_object(doc), "reservations",
+				     daemon_layout_reservations(d));
+	return doc;
 }
 
 static void vm_gone(Daemon *d, const char *name);

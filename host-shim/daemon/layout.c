@@ -1049,6 +1049,33 @@ void daemon_layout_init(Daemon *d)
 			       h_peer_profile, d, NULL);
 }
 
+JsonArray *daemon_layout_reservations(Daemon *d)
+{
+	JsonArray *a = json_array_new();
+	g_autoptr(GList) keys = NULL;
+	gint64 now = g_get_monotonic_time();
+
+	prune_reservations(d);
+	keys = g_list_sort(g_hash_table_get_keys(d->reserved),
+			   (GCompareFunc)strcmp);
+	for (GList *l = keys; l; l = l->next) {
+		Reservation *r = g_hash_table_lookup(d->reserved, l->data);
+		g_autofree char *cpus = vs_cpuset_format(&r->cpus);
+		JsonObject *o = json_object_new();
+
+		json_object_set_string_member(o, "vm", l->data);
+		json_object_set_string_member(o, "cpus", cpus);
+		json_object_set_int_member(o, "node", r->node);
+		json_object_set_boolean_member(o, "followed", r->applied);
+		if (!r->applied)
+			json_object_set_int_member(o, "seconds-left",
+						   (r->until - now) /
+							   G_USEC_PER_SEC);
+		json_array_add_object_element(a, o);
+	}
+	return a;
+}
+
 /* A memory move running is cancelled at its next chunk. */
 void daemon_layout_stop(Daemon *d)
 {

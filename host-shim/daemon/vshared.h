@@ -143,6 +143,8 @@ JsonNode *daemon_sense_quick(Daemon *d); /* no agent asked, no sample kept */
 void daemon_layout_init(Daemon *d);
 void daemon_layout_free(Daemon *d);
 void daemon_layout_stop(Daemon *d); /* cancel and join memory moves */
+/* [{vm, cpus, node, followed, seconds-left}] for the status (worker) */
+JsonArray *daemon_layout_reservations(Daemon *d);
 
 /* transfer.c: paper 001's QMP Transferer, vshared to vshared */
 gboolean daemon_transfer_start(Daemon *d, GError **error); /* loop */

@@ -23,6 +23,7 @@ virsh dumpxml of the defined result, vshared's log.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -119,6 +120,11 @@ def placed(t, lv, ctl, d, dom, xml):
          "libvirt accepts the rewritten XML (virsh define, dumpxml shows "
          "the pins)", lv.log_tail() if not got else "")
     lv.virsh("undefine", dom.name + "-in", check=False)
+    st = ctl.run("status")
+    t.ok(re.search(rf"{dom.name}: pCPUs 0-1 \(node \d\), \d+ s left",
+                   st.stdout) is not None,
+         "vsharectl status lists the pCPUs reserved for the arrival",
+         st.stdout + st.stderr)
     return p.stdout
 
 
