@@ -208,7 +208,6 @@ static JsonNode *filter_vms(JsonNode *doc, const char *csv)
 static JsonNode *h_status(JsonObject *a, gpointer ctx, GError **error)
 {
 	Daemon *d = ctx;
-
 	JsonNode *doc;
 
 	if (!d->last_status)

@@ -206,8 +206,6 @@ static JsonNode *layout_state(Daemon *d, const char *vm, const Cell *cells,
 	return state;
 }
 
-/* ---- pCPUs ---------------------------------------------------------- */
-
 /* ---- reservations kept across restarts: STATE/reservations.json ---- */
 
 #define RESERVATIONS_FILE "reservations.json"
@@ -350,6 +348,8 @@ static void prune_reservations(Daemon *d)
 			g_hash_table_iter_remove(&it);
 	}
 }
+
+/* ---- pCPUs ---------------------------------------------------------- */
 
 static gboolean reserved_by_other(Daemon *d, const char *vm, guint c)
 {
@@ -580,25 +580,36 @@ static void mover(gpointer data, gpointer user)
 	g_free(j);
 }
 
+/* Why @node's memory cannot be bound or moved to (a declared layout's
+ * nodes are not the kernel's), or NULL when it can. */
+static char *not_kernel_node(Daemon *d, int node)
+{
+	if (d->session.host.declared)
+		return g_strdup_printf("the host layout is declared "
+				       "(host.conf), its node %d is not the "
+				       "kernel's",
+				       node);
+	if (!vs_node_is_real(node))
+		return g_strdup_printf("node %d is not a NUMA node of this "
+				       "kernel",
+				       node);
+	return NULL;
+}
+
 /* A VM's memory to @node on the mover thread, where that can be done;
  * what happens, for the answer and the log. */
 static char *move_memory(Daemon *d, VsVm *vm, guint cells, int node)
 {
 	MoveJob *j;
 
-	if (d->session.host.declared)
-		return g_strdup_printf("memory stays: the host layout is "
-				       "declared (host.conf), its node %d is "
-				       "not the kernel's",
-				       node);
+	g_autofree char *why = not_kernel_node(d, node);
+
+	if (why)
+		return g_strdup_printf("memory stays: %s", why);
 	if (cells > 1)
 		return g_strdup_printf("memory stays: moving a VM of %u "
 				       "cells cell by cell is not built",
 				       cells);
-	if (!vs_node_is_real(node))
-		return g_strdup_printf("memory stays: node %d is not a NUMA "
-				       "node of this kernel",
-				       node);
 	j = g_new0(MoveJob, 1);
 	*j = (MoveJob){ .vm = g_strdup(vm->conf->name),
 			.pid = vm->qemu_pid,
@@ -727,11 +738,12 @@ static void add_neighbours(JsonBuilder *b, GPtrArray *mv)
  * VM's memory to them (a declared layout's nodes are not). */
 static gboolean can_bind(Daemon *d, const Cell *cells, guint n)
 {
-	if (d->session.host.declared)
-		return FALSE;
-	for (guint i = 0; i < n; i++)
-		if (!vs_node_is_real(cells[i].node))
+	for (guint i = 0; i < n; i++) {
+		g_autofree char *why = not_kernel_node(d, cells[i].node);
+
+		if (why)
 			return FALSE;
+	}
 	return TRUE;
 }
 

@@ -89,16 +89,6 @@ static void refuse(Conn *c, const char *why)
 	c->done = TRUE;
 }
 
-static const char *str_member(JsonObject *o, const char *k)
-{
-	JsonNode *n = o ? json_object_get_member(o, k) : NULL;
-
-	return n && JSON_NODE_HOLDS_VALUE(n) &&
-			       json_node_get_value_type(n) == G_TYPE_STRING
-		       ? json_node_get_string(n)
-		       : NULL;
-}
-
 /* The envelope {request, mac}: verified, then the request is a job. */
 static void on_envelope(Conn *c, const char *frame, gsize len)
 {
@@ -113,8 +103,8 @@ static void on_envelope(Conn *c, const char *frame, gsize len)
 		return refuse(c, "not JSON");
 	root = json_parser_get_root(p);
 	o = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-	req = str_member(o, "request");
-	mac = str_member(o, "mac");
+	req = vs_json_str(o, "request");
+	mac = vs_json_str(o, "mac");
 	if (!req || !mac)
 		return refuse(c, "{\"request\": TEXT, \"mac\": HEX} expected");
 	if (!vs_transfer_verify(c->d->peer_key, c->d->peer_key_len, c->nonce,

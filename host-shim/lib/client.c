@@ -19,7 +19,7 @@ static gboolean send_request(VsPeer *p, const char *cmd, JsonObject *args,
 	return vs_peer_send(p, line, strlen(line), deadline, error);
 }
 
-static const char *str_member(JsonObject *o, const char *name)
+const char *vs_json_str(JsonObject *o, const char *name)
 {
 	JsonNode *n = o ? json_object_get_member(o, name) : NULL;
 
@@ -37,8 +37,8 @@ static JsonNode *take_return(JsonObject *o, VsPeer *p, const char *cmd,
 		JsonObject *eo = JSON_NODE_HOLDS_OBJECT(e)
 					 ? json_node_get_object(e)
 					 : NULL;
-		const char *desc = str_member(eo, "desc");
-		const char *cls = str_member(eo, "class");
+		const char *desc = vs_json_str(eo, "desc");
+		const char *cls = vs_json_str(eo, "class");
 
 		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_FAILED,
 			    "%s %s: %s: %.200s", vs_peer_who(p), cmd,

@@ -243,15 +243,6 @@ static gboolean corrupt(GError **error, const char *what)
 	return FALSE;
 }
 
-static const char *str_of(JsonObject *o, const char *name)
-{
-	JsonNode *n = json_object_get_member(o, name);
-
-	return n && json_node_get_value_type(n) == G_TYPE_STRING
-		       ? json_node_get_string(n)
-		       : NULL;
-}
-
 static gboolean mem_from_json(VsLedgerVm *v, JsonNode *mem, GError **error)
 {
 	JsonArray *a =
@@ -290,9 +281,9 @@ static gboolean vm_from_json(VsLedger *l, JsonNode *n, GError **error)
 {
 	JsonObject *o =
 		JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
-	const char *name = o ? str_of(o, "name") : NULL;
-	const char *pcpus = o ? str_of(o, "pcpus") : NULL;
-	const char *mode = o ? str_of(o, "mode") : NULL;
+	const char *name = vs_json_str(o, "name");
+	const char *pcpus = vs_json_str(o, "pcpus");
+	const char *mode = vs_json_str(o, "mode");
 	JsonNode *mem = o ? json_object_get_member(o, "vmem-bytes") : NULL;
 	JsonNode *unm = o ? json_object_get_member(o, "unmanaged") : NULL;
 	VsLedgerVm *v;
@@ -325,7 +316,7 @@ VsLedger *vs_ledger_from_json(JsonNode *node, GError **error)
 				? json_node_get_object(node)
 				: NULL;
 	JsonNode *gen = o ? json_object_get_member(o, "generation") : NULL;
-	const char *host = o ? str_of(o, "host") : NULL;
+	const char *host = vs_json_str(o, "host");
 	JsonNode *vms = o ? json_object_get_member(o, "vms") : NULL;
 	JsonArray *a;
 

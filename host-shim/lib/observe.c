@@ -55,15 +55,6 @@ void vs_observation_free(VsObservation *o)
 	g_free(o);
 }
 
-static const char *str_of(JsonObject *o, const char *name)
-{
-	JsonNode *n = o ? json_object_get_member(o, name) : NULL;
-
-	return n && json_node_get_value_type(n) == G_TYPE_STRING
-		       ? json_node_get_string(n)
-		       : NULL;
-}
-
 static JsonObject *agent_obj(VsPeer *a, const char *cmd, int ms,
 			     JsonNode **keep, GError **error)
 {
@@ -152,8 +143,8 @@ static void probe_agent(const VsConfig *c, Row *r)
 			  &r->agent_error);
 	if (!alloc)
 		return;
-	r->gcpus = g_strdup(str_of(alloc, "cpus"));
-	r->gmems = g_strdup(str_of(alloc, "mems"));
+	r->gcpus = g_strdup(vs_json_str(alloc, "cpus"));
+	r->gmems = g_strdup(vs_json_str(alloc, "mems"));
 	topo = agent_obj(a, "vshare-get-topology", c->agent_timeout_ms, &k2,
 			 &r->agent_error);
 	if (topo)

@@ -180,13 +180,13 @@ static const char *hello_nonce(JsonNode *hello)
 	JsonObject *o = JSON_NODE_HOLDS_OBJECT(hello)
 				? json_node_get_object(hello)
 				: NULL;
-	const char *nonce =
-		o ? json_object_get_string_member_with_default(o, "nonce", NULL)
-		  : NULL;
+	JsonNode *v = o ? json_object_get_member(o, "vshare-peer") : NULL;
+	const char *nonce = vs_json_str(o, "nonce");
 
-	if (!o ||
-	    json_object_get_int_member_with_default(o, "vshare-peer", 0) != 1 ||
-	    !nonce || strlen(nonce) != 2 * NONCE_BYTES)
+	if (!v || !JSON_NODE_HOLDS_VALUE(v) ||
+	    json_node_get_value_type(v) != G_TYPE_INT64 ||
+	    json_node_get_int(v) != 1 || !nonce ||
+	    strlen(nonce) != 2 * NONCE_BYTES)
 		return NULL;
 	return nonce;
 }
@@ -229,14 +229,13 @@ JsonNode *vs_transfer_send(const char *peer, const guint8 *key, gsize keylen,
 		return json_node_copy(json_object_get_member(r, "return"));
 	if (r && json_object_has_member(r, "error")) {
 		JsonNode *e = json_object_get_member(r, "error");
-		const char *desc =
-			JSON_NODE_HOLDS_OBJECT(e)
-				? json_object_get_string_member_with_default(
-					  json_node_get_object(e), "desc", "?")
-				: "?";
+		const char *desc = vs_json_str(JSON_NODE_HOLDS_OBJECT(e)
+						       ? json_node_get_object(e)
+						       : NULL,
+					       "desc");
 
 		return vs_fail(error, VS_HOST_ERROR_REFUSED, "%s: %s", who,
-			       desc),
+			       desc ? desc : "?"),
 		       NULL;
 	}
 	return vs_fail(error, VS_HOST_ERROR_HOSTILE,

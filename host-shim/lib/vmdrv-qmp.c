@@ -28,21 +28,15 @@ static void on_event(JsonObject *ev, gpointer data)
 {
 	VsVm *vm = data;
 	JsonNode *d = json_object_get_member(ev, "data");
-	const char *status =
-		d && JSON_NODE_HOLDS_OBJECT(d)
-			? json_object_get_string_member_with_default(
-				  json_node_get_object(d), "status", NULL)
-			: NULL;
+	const char *name = vs_json_str(ev, "event");
+	const char *status = vs_json_str(
+		d && JSON_NODE_HOLDS_OBJECT(d) ? json_node_get_object(d) : NULL,
+		"status");
 
 	priv(vm)->events++;
-	if (!g_strcmp0(json_object_get_string_member_with_default(ev, "event",
-								  NULL),
-		       "RESUME"))
+	if (!g_strcmp0(name, "RESUME"))
 		vm->incoming = FALSE;
-	if (!g_strcmp0(json_object_get_string_member_with_default(ev, "event",
-								  NULL),
-		       "MIGRATION") &&
-	    status && strlen(status) < 32) {
+	if (!g_strcmp0(name, "MIGRATION") && status && strlen(status) < 32) {
 		g_free(priv(vm)->mig_status);
 		priv(vm)->mig_status = g_strdup(status);
 	}
@@ -96,9 +90,7 @@ static gboolean inmigrate(VsVm *vm)
 	JsonObject *o =
 		r && JSON_NODE_HOLDS_OBJECT(r) ? json_node_get_object(r) : NULL;
 
-	return o && !g_strcmp0(json_object_get_string_member_with_default(
-				       o, "status", NULL),
-			       "inmigrate");
+	return !g_strcmp0(vs_json_str(o, "status"), "inmigrate");
 }
 
 static gboolean qmp_open(VsVm *vm, const VsConfig *c, GError **error)
@@ -192,10 +184,9 @@ static char *mig_error(VsVm *vm)
 	g_autoptr(JsonNode) r = call(vm, "query-migrate", NULL, NULL);
 	JsonObject *o =
 		r && JSON_NODE_HOLDS_OBJECT(r) ? json_node_get_object(r) : NULL;
+	const char *why = vs_json_str(o, "error-desc");
 
-	return g_strdup(o ? json_object_get_string_member_with_default(
-				    o, "error-desc", "no reason given")
-			  : "no reason given");
+	return g_strdup(why ? why : "no reason given");
 }
 
 static gboolean qmp_migrate(VsVm *vm, const char *uri, char **status,

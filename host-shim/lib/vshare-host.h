@@ -159,6 +159,9 @@ JsonNode *vs_qmp_call(VsPeer *p, const char *cmd, JsonObject *args,
 		      GError **error);
 /* Agent: connect and guest-sync-delimited within @timeout_ms. */
 VsPeer *vs_agent_open(const char *path, int timeout_ms, GError **error);
+/* A string member of @o (NULL @o, a missing member or another type:
+ * NULL), for replies and files read from peers. */
+const char *vs_json_str(JsonObject *o, const char *name);
 JsonNode *vs_agent_call(VsPeer *p, const char *cmd, JsonObject *args,
 			int timeout_ms, GError **error);
 
