@@ -35,19 +35,6 @@ static void print_decisions(JsonObject *r, const char *member, const char *what)
 	}
 }
 
-static void print_neighbours(JsonObject *r)
-{
-	JsonArray *a = json_object_get_array_member(r, "neighbours");
-
-	for (guint i = 0; a && i < json_array_get_length(a); i++) {
-		JsonObject *o = json_array_get_object_element(a, i);
-
-		g_print("  neighbour %s: node %" G_GINT64_FORMAT " (%s): %s\n",
-			str(o, "vm"), json_object_get_int_member(o, "node"),
-			str(o, "reason"), str(o, "note"));
-	}
-}
-
 static void render(JsonNode *n)
 {
 	JsonObject *r = json_node_get_object(n);
@@ -64,7 +51,7 @@ static void render(JsonNode *n)
 			json_object_get_int_member(c, "cell"),
 			json_object_get_int_member(c, "node"), str(c, "cpus"));
 	}
-	print_neighbours(r);
+	print_decisions(r, "neighbours", "neighbour");
 	print_decisions(r, "moves", "move memory of");
 	g_print("%s\n", json_object_get_boolean_member(r, "applied")
 				? "applied: threads pinned"
