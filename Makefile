@@ -43,7 +43,7 @@ DAEMON_SRC := $(wildcard host-shim/daemon/*.c) build/gen/vs-host-schema.c \
 SHIM_SRC  := $(CLI_SRC) $(HOSTLIB_SRC) $(PLESIM_SRC)
 HDRS      := $(wildcard protocol/*.h agent/*.h host-shim/*/*.h)
 
-.PHONY: all help check demo demo-agent bench bench-kernel kernel deb install fuzz format format-check docs clean setup \
+.PHONY: rebase-check all help check demo demo-agent bench bench-kernel kernel deb install fuzz format format-check docs clean setup \
         run-check run-demo run-bench
 
 all: build/rel/vshare-agent build/san/vshare-agent build/san/test-protocol \
@@ -63,6 +63,7 @@ help:
 	@echo "make bench   BENCH lines: take-away/give-back vs qemu-ga (busybox and systemd guests), RSS, idle wake-ups, lend vs hotplug"
 	@echo "make fuzz    a long libFuzzer run of the frame/JSON/argument parser"
 	@echo "make kernel  the guest kernel series applied, stock and patched bzImage"
+	@echo "make rebase-check  both kernel series tried on the newest linux-source-6.1 in the archive"
 	@echo "make bench-kernel  stock vs patched guest kernel, in-guest workloads"
 
 setup:
@@ -184,7 +185,7 @@ TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          tests/libvirt/libvirt.t tests/libvirt/guestvcpus.t \
          tests/libvirt/hook.t tests/libvirt/migrate.t \
          tests/policy/policy.t \
-         tests/kernel/kernel.t tests/kernel/kvm-patch.t
+         tests/kernel/rebase.t tests/kernel/kernel.t tests/kernel/kvm-patch.t
 
 # demo, check and bench first install what is missing (as root), then run
 # in a sub-make that sees the installed pkg-config files.
@@ -204,6 +205,13 @@ run-kernel:
 
 run-bench-kernel: build/rel/vshare-agent
 	tests/bench/bench-kernel.py
+
+# both kernel series tried on the newest linux-source-6.1 in the archive
+# (fetched into the cache, not installed): a rebase seen before it is forced
+rebase-check:
+	guest-kernel/scripts/build.sh rebase-check; g=$$?; \
+	host-shim/kvm-patches/scripts/build.sh rebase-check; k=$$?; \
+	exit $$((g | k))
 
 # the agent alone in one guest (the foundation's demo)
 demo-agent: build/rel/vshare-agent

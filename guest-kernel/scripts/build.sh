@@ -5,7 +5,14 @@
 # that goes in; a rebuild happens only when the source, the config or the
 # series changes.
 #
-#   build.sh [stock|patched|all|check]    default: all
+#   build.sh [stock|patched|all|check|rebase-check]    default: all
+#     check         the series applies to the source the build uses
+#     rebase-check  the series tried on the newest linux-source in the
+#                   archive (fetched, not installed): a rebase seen early
+#
+# The source: guest-kernel/VERSION's pin while the archive holds it, else
+# the newest version, with a "built on X, series written for Y" line
+# (scripts/kernel-source.sh).
 #
 # Output: build/guest-kernel/bzImage-{stock,patched} (copies of the cache's).
 # Cache:  $VSHARE_CACHE (default /var/cache/vshare)/kernel, ccache beside.
@@ -16,17 +23,10 @@ repo=$(cd "$here/.." && pwd)
 cache=${VSHARE_CACHE:-/var/cache/vshare}
 out=$repo/build/guest-kernel
 read -r pkg want < <(grep -v '^#' "$here/VERSION")
-tarball=/usr/src/linux-source-6.1.tar.xz
 
 die() { echo "guest-kernel: $*" >&2; exit 1; }
-
-have=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null) ||
-	die "$pkg is not installed (apt-get install $pkg)"
-[ "$have" = "$want" ] ||
-	die "Debian's $pkg is $have but the series is for $want: rebase" \
-	    "guest-kernel/patches on $have (README: 'Rebasing'), then update" \
-	    "guest-kernel/VERSION"
-[ -f "$tarball" ] || die "$tarball missing"
+# shellcheck source=kernel-source.sh
+. "$here/scripts/kernel-source.sh"
 
 series=()
 while read -r p; do
@@ -34,7 +34,16 @@ while read -r p; do
 	series+=("$here/patches/$p")
 done <"$here/patches/series"
 
-key=$( { echo "$want"; cat "$here/config/vshare.config";
+mode=${1:-all}
+if [ "$mode" = rebase-check ]; then
+	ks_rebase_check "$pkg" "$want" "guest-kernel" "${series[@]}"
+	exit
+fi
+ks_resolve "$pkg" "$want"
+tarball=$ks_tarball
+[ -z "$ks_note" ] || echo "guest-kernel: $ks_note" >&2
+
+key=$( { echo "$ks_version"; cat "$here/config/vshare.config";
 	 cat "$here/scripts/build.sh"; } | sha256sum | cut -c1-12)
 pkey=$( { echo "$key"; cat "${series[@]}"; } | sha256sum | cut -c1-12)
 
@@ -56,10 +65,9 @@ tree() {	# flavour key
 		tar xJf "$tarball" -C "$dir/src" --strip-components=1
 		if [ "$1" = patched ]; then
 			for p in "${series[@]}"; do
-				(cd "$dir/src" && git apply --check "$p" 2>&1) ||
-					die "$(basename "$p") does not apply to" \
-					    "$pkg $have: rebase the series"
-				(cd "$dir/src" && git apply "$p")
+				ks_apply "$dir/src" "$p" ||
+					die "rebase the series on $pkg $ks_version" \
+					    "(guest-kernel/README: 'Rebasing')"
 			done
 		fi
 		touch "$dir/.ready"
@@ -102,17 +110,18 @@ build() {	# flavour key
 	echo "$out/bzImage-$1"
 }
 
-case "${1:-all}" in
+case "$mode" in
 stock) build stock "$key" ;;
 patched) build patched "$pkey" ;;
 all) build stock "$key"; build patched "$pkey" ;;
 check)	# does the series apply? (no build)
 	tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-	tar xJf "$tarball" -C "$tmp" --strip-components=1
+	ks_unpack_touched "$tmp" "$tarball" "${series[@]}"
+	[ -z "$ks_note" ] || echo "$ks_note"
 	for p in "${series[@]}"; do
-		(cd "$tmp" && git apply --check "$p" && git apply "$p") ||
-			die "$(basename "$p") does not apply: rebase the series"
-		echo "applies: $(basename "$p")"
+		ks_apply "$tmp" "$p" ||
+			die "rebase the series on $pkg $ks_version"
+		echo "applies: $(basename "$p") ($pkg $ks_version)"
 	done ;;
-*) die "usage: build.sh [stock|patched|all|check]" ;;
+*) die "usage: build.sh [stock|patched|all|check|rebase-check]" ;;
 esac

@@ -59,7 +59,13 @@ def _die_with_parent():
 
 
 def default_kernel():
-    ks = sorted(k for k in os.listdir("/boot") if k.startswith("vmlinuz-"))
+    # the newest by version, not by string ("6.1.0-9" < "6.1.0-41"): any
+    # Debian kernel boots the tests, so its version is not pinned
+    def key(k):
+        return [int(x) if x.isdigit() else x
+                for x in re.split(r"(\d+)", k)]
+    ks = sorted((k for k in os.listdir("/boot")
+                 if k.startswith("vmlinuz-")), key=key)
     if not ks:
         raise VMError("no /boot/vmlinuz-*: apt-get install linux-image-amd64")
     return os.path.join("/boot", ks[-1])

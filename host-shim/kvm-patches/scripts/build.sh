@@ -9,6 +9,10 @@
 #     build  compile kernel/sched/fair.o, link kvm.ko, kvm-intel.ko,
 #            kvm-amd.ko (cached by the hash of the code that goes in)
 #     check  the series applies and scripts/checkpatch.pl --no-tree is clean
+#     rebase-check  the series tried on the newest linux-source in the
+#            archive (fetched, not installed)
+# The source: VERSION's pin while the archive holds it, else the newest
+# (guest-kernel/scripts/kernel-source.sh).
 #
 # Output: build/kvm-patches/{kvm,kvm-intel,kvm-amd}.ko and .config.
 # Cache:  $VSHARE_CACHE (default /var/cache/vshare)/kvm, ccache beside
@@ -20,16 +24,10 @@ repo=$(cd "$here/../.." && pwd)
 cache=${VSHARE_CACHE:-/var/cache/vshare}
 out=$repo/build/kvm-patches
 read -r pkg want < <(grep -v '^#' "$here/VERSION")
-tarball=/usr/src/linux-source-6.1.tar.xz
 
 die() { echo "kvm-patches: $*" >&2; exit 1; }
-
-have=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null) ||
-	die "$pkg is not installed (apt-get install $pkg)"
-[ "$have" = "$want" ] ||
-	die "Debian's $pkg is $have but the series is for $want: rebase" \
-	    "host-shim/kvm-patches/patches on $have, then update VERSION"
-[ -f "$tarball" ] || die "$tarball missing"
+# shellcheck source=../../../guest-kernel/scripts/kernel-source.sh
+. "$repo/guest-kernel/scripts/kernel-source.sh"
 
 series=()
 while read -r p; do
@@ -37,8 +35,17 @@ while read -r p; do
 	series+=("$here/patches/$p")
 done <"$here/patches/series"
 
+mode=${1:-build}
+if [ "$mode" = rebase-check ]; then
+	ks_rebase_check "$pkg" "$want" "kvm-patches" "${series[@]}"
+	exit
+fi
+ks_resolve "$pkg" "$want"
+tarball=$ks_tarball
+[ -z "$ks_note" ] || echo "kvm-patches: $ks_note" >&2
+
 # The code, not the commit messages: rewording a message rebuilds nothing.
-key=$( { echo "$want"; cat "$here/config/host.config" "$0";
+key=$( { echo "$ks_version"; cat "$here/config/host.config" "$0";
 	 for p in "${series[@]}"; do sed -n '/^---$/,$p' "$p"; done; } |
 	 sha256sum | cut -c1-12)
 
@@ -49,10 +56,8 @@ mkdir -p "$cache/kvm" "$CCACHE_DIR" "$out"
 unpack() {	# dir
 	tar xJf "$tarball" -C "$1" --strip-components=1
 	for p in "${series[@]}"; do
-		(cd "$1" && git apply --check "$p" 2>&1) ||
-			die "$(basename "$p") does not apply to $pkg $have:" \
-			    "rebase the series"
-		(cd "$1" && git apply "$p")
+		ks_apply "$1" "$p" ||
+			die "rebase the series on $pkg $ks_version"
 	done
 }
 
@@ -121,13 +126,14 @@ check() {	# cached by the hash of the whole series, messages included
 		rm -f "$cache/kvm/checked-"*
 		touch "$stamp"
 	fi
+	[ -z "$ks_note" ] || echo "$ks_note"
 	for p in "${series[@]}"; do
-		echo "applies, checkpatch clean: $(basename "$p")"
+		echo "applies, checkpatch clean: $(basename "$p") ($pkg $ks_version)"
 	done
 }
 
-case "${1:-build}" in
+case "$mode" in
 build) build ;;
 check) check ;;
-*) die "usage: build.sh [build|check]" ;;
+*) die "usage: build.sh [build|check|rebase-check]" ;;
 esac
