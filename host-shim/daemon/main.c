@@ -124,12 +124,53 @@ static void notify_ready(void)
 	close(fd);
 }
 
+/* The last word on stopping: whatever a job waits for (a stuck guest or
+ * libvirtd, a policy), vshared is gone VS_STOP_GRACE_S after SIGTERM. A
+ * change cut short is what a crash leaves: the journal replays it at the
+ * next start. */
+#define VS_STOP_GRACE_S 5
+
+static GMutex stop_lock;
+static GCond stop_cond;
+static gboolean stop_done;
+
+static gpointer stop_watchdog(gpointer data)
+{
+	gint64 end = g_get_monotonic_time() + VS_STOP_GRACE_S * G_USEC_PER_SEC;
+
+	g_mutex_lock(&stop_lock);
+	while (!stop_done)
+		if (!g_cond_wait_until(&stop_cond, &stop_lock, end)) {
+			g_warning("stopping: jobs still run after %d s; "
+				  "exiting without them (the journal "
+				  "recovers an unfinished change at the "
+				  "next start)",
+				  VS_STOP_GRACE_S);
+			_exit(1);
+		}
+	g_mutex_unlock(&stop_lock);
+	return NULL;
+}
+
+static void stop_finished(GThread *watchdog)
+{
+	if (!watchdog)
+		return;
+	g_mutex_lock(&stop_lock);
+	stop_done = TRUE;
+	g_cond_signal(&stop_cond);
+	g_mutex_unlock(&stop_lock);
+	g_thread_join(watchdog);
+}
+
 static gboolean on_quit(gpointer data)
 {
 	Daemon *d = data;
 
 	g_message("stopping");
 	d->stopping = TRUE;
+	if (d->policy) /* a policy run in progress ends at its next check */
+		vs_policy_engine_interrupt(d->policy);
 	g_main_loop_quit(d->loop);
 	return G_SOURCE_CONTINUE;
 }
@@ -189,6 +230,7 @@ static void metrics_dir(Daemon *d)
 static int run(Daemon *d)
 {
 	g_autoptr(GError) error = NULL;
+	GThread *watchdog;
 
 	daemon_jobs_init(d);
 	metrics_dir(d);
@@ -212,6 +254,7 @@ static int run(Daemon *d)
 		  d->socket_path, d->session.ledger->generation);
 	notify_ready();
 	g_main_loop_run(d->loop);
+	watchdog = g_thread_new("stop-watchdog", stop_watchdog, NULL);
 	/* the drain below dispatches what is due: no timer may queue a job
 	 * on the pool being freed (measured: a tick due during the drain
 	 * pushed onto the freed pool and leaked its job) */
@@ -224,6 +267,7 @@ static int run(Daemon *d)
 	daemon_layout_stop(d);
 	while (g_main_context_iteration(NULL, FALSE)) /* job_done callbacks */
 		;
+	stop_finished(watchdog);
 	return 0;
 }
 

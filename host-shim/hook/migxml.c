@@ -22,7 +22,11 @@ static gboolean bad(GError **error, const char *fmt, const char *what)
 	return FALSE;
 }
 
-/* No network, no entities, no DTD: the XML comes from another host. */
+/* No network, no entities, no DTD: the XML comes from another host.
+ * libvirt never writes a DOCTYPE; one is refused before parsing (as
+ * bytes) and after (an encoding that hides it from the byte check), so no
+ * entity is ever expanded, by the parser or by xmlNodeGetContent. Error
+ * messages never quote the input (they go to libvirtd's log). */
 static xmlDoc *parse(const char *xml, gsize len, GError **error)
 {
 	xmlDoc *doc;
@@ -32,11 +36,21 @@ static xmlDoc *parse(const char *xml, gsize len, GError **error)
 		bad(error, "domain XML over %s", "16 MiB");
 		return NULL;
 	}
+	if (memmem(xml, len, "<!DOCTYPE", 9) ||
+	    memmem(xml, len, "<!ENTITY", 8)) {
+		bad(error, "domain XML: %s", "a DOCTYPE (libvirt writes none)");
+		return NULL;
+	}
 	doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR |
 				    XML_PARSE_NOWARNING);
 	if (!doc) {
 		bad(error, "domain XML: %s", "not well-formed");
+		return NULL;
+	}
+	if (doc->intSubset || doc->extSubset) {
+		xmlFreeDoc(doc);
+		bad(error, "domain XML: %s", "a DOCTYPE (libvirt writes none)");
 		return NULL;
 	}
 	root = xmlDocGetRootElement(doc);
@@ -85,7 +99,8 @@ static gboolean cell_mem(xmlNode *n, guint64 *kib, GError **error)
 
 	if (!mem || !g_ascii_string_to_unsigned(mem, 10, 0, G_MAXUINT64 >> 30,
 						&v, NULL))
-		return bad(error, "cell memory %s", mem ? mem : "missing");
+		return bad(error, "cell memory %s",
+			   mem ? "is not a size" : "missing");
 	if (!unit || !g_ascii_strcasecmp(unit, "KiB") || !strcmp(unit, "k"))
 		shift = 10;
 	else if (!g_ascii_strcasecmp(unit, "MiB") || !strcmp(unit, "M"))
@@ -96,7 +111,7 @@ static gboolean cell_mem(xmlNode *n, guint64 *kib, GError **error)
 		 !g_ascii_strcasecmp(unit, "bytes"))
 		shift = 0;
 	else
-		return bad(error, "cell memory unit %s", unit);
+		return bad(error, "cell memory unit %s", "unknown");
 	*kib = (v << shift) >> 10;
 	return TRUE;
 }
@@ -113,15 +128,17 @@ static gboolean read_cell(xmlNode *n, VsMigDomain *d, GError **error)
 	c = &d->cells[d->ncells];
 	if (!id || !g_ascii_string_to_unsigned(id, 10, 0, VS_MIG_MAX_CELLS - 1,
 					       &v, NULL))
-		return bad(error, "cell id %s", id ? id : "missing");
+		return bad(error, "cell id %s",
+			   id ? "is not 0..63" : "missing");
 	c->id = (guint)v;
 	if (!cpus || !vs_cpuset_parse(cpus, &c->vcpus, NULL))
-		return bad(error, "cell cpus %s", cpus ? cpus : "missing");
+		return bad(error, "cell cpus %s",
+			   cpus ? "is not a CPU list" : "missing");
 	if (!cell_mem(n, &c->mem_kib, error))
 		return FALSE;
 	for (guint i = 0; i < d->ncells; i++)
 		if (d->cells[i].id == c->id)
-			return bad(error, "cell id %s twice", id);
+			return bad(error, "a cell id %s", "twice");
 	d->ncells++;
 	return TRUE;
 }
@@ -132,7 +149,8 @@ static gboolean read_vcpus(xmlNode *root, VsMigDomain *d, GError **error)
 	guint64 v;
 
 	if (!g_ascii_string_to_unsigned(n, 10, 1, VS_MAX_CPUS, &v, NULL))
-		return bad(error, "<vcpu> %s", n[0] ? n : "missing");
+		return bad(error, "<vcpu> %s",
+			   n[0] ? "is not a vCPU count" : "missing");
 	d->nvcpus = (guint)v;
 	return TRUE;
 }
@@ -182,7 +200,7 @@ gboolean vs_mig_read(const char *xml, gsize len, VsMigDomain *d, GError **error)
 	root = xmlDocGetRootElement(doc);
 	name = text_of(child(root, "name"));
 	if (!vs_name_valid(name, NULL))
-		return bad(error, "domain name %s", name);
+		return bad(error, "domain name %s", "not valid");
 	if (!read_vcpus(root, d, error))
 		return FALSE;
 	numa = child(child(root, "cpu"), "numa");

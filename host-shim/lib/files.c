@@ -98,16 +98,37 @@ gboolean vs_write_private(const char *path, const char *text, GError **error)
 	return TRUE;
 }
 
-char *vs_read_bounded(const char *path, gsize max, GError **error)
+/* A regular file, never a link, a FIFO or a device: opened without
+ * blocking (a FIFO's open would wait for a writer) and checked with fstat
+ * before a read (a read of a FIFO or a tty would wait for ever). */
+static int open_regular(const char *path, GError **error)
 {
-	g_autofree char *buf = g_malloc(max + 1);
-	gsize got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+				    O_NOCTTY);
+	struct stat st;
 
 	if (fd < 0) {
 		fail_errno(error, errno, "cannot read", path);
-		return NULL;
+		return -1;
 	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_CORRUPT,
+			    "%s is not a regular file: not read", path);
+		return -1;
+	}
+	return fd;
+}
+
+char *vs_read_bounded(const char *path, gsize max, GError **error)
+{
+	g_autofree char *buf = NULL;
+	gsize got = 0;
+	int fd = open_regular(path, error);
+
+	if (fd < 0)
+		return NULL;
+	buf = g_malloc(max + 1);
 	while (got <= max) {
 		ssize_t n = read(fd, buf + got, max + 1 - got);
 

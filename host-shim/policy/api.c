@@ -199,6 +199,9 @@ static int l_every(lua_State *L)
 	VsTimer t = { .interval = s };
 
 	luaL_checktype(L, 2, LUA_TFUNCTION);
+	if (p->timers->len >= VS_POLICY_TIMERS_MAX)
+		return luaL_error(L, "every: at most %d timers per policy",
+				  VS_POLICY_TIMERS_MAX);
 	if (!(s >= p->e->lim.min_interval) || s > 86400) {
 		char m[128]; /* no heap: lua_error does not return */
 
@@ -222,11 +225,15 @@ static int l_on(lua_State *L)
 					      NULL };
 	VsPolicy *p = loading(L, "on");
 	int k = luaL_checkoption(L, 1, NULL, events);
-	VsHandler h = { .event = g_strdup(events[k]) };
+	VsHandler h = { 0 };
 
 	luaL_checktype(L, 2, LUA_TFUNCTION);
+	if (p->handlers->len >= VS_POLICY_HANDLERS_MAX)
+		return luaL_error(L, "on: at most %d handlers per policy",
+				  VS_POLICY_HANDLERS_MAX);
 	lua_pushvalue(L, 2);
 	h.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	h.event = g_strdup(events[k]); /* after what may raise an error */
 	g_array_append_val(p->handlers, h);
 	return 0;
 }

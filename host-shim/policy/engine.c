@@ -8,7 +8,11 @@
  */
 #include "policy-int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 extern const char vs_policy_prelude[];
 
@@ -24,19 +28,64 @@ const char *vs_act_kind_name(VsActKind k)
 	return k < G_N_ELEMENTS(act_names) ? act_names[k] : "?";
 }
 
+char *vs_policy_cut(const char *text)
+{
+	gsize len = strlen(text);
+	const char *end;
+
+	if (len <= VS_POLICY_LINE_MAX + 64) /* a cut text stays as it is */
+		return g_strdup(text);
+	end = g_utf8_find_prev_char(text, text + VS_POLICY_LINE_MAX + 1);
+	if (!end || !g_utf8_validate(text, end - text, NULL))
+		end = text + VS_POLICY_LINE_MAX;
+	return g_strdup_printf("%.*s [cut: %zu more bytes]", (int)(end - text),
+			       text, len - (gsize)(end - text));
+}
+
+gboolean vs_policy_out(VsPolicy *p, gsize bytes)
+{
+	if (p->out_items >= VS_POLICY_OUT_ITEMS ||
+	    p->out_bytes + bytes > VS_POLICY_OUT_BYTES) {
+		p->out_cut++;
+		return FALSE;
+	}
+	p->out_items++;
+	p->out_bytes += bytes;
+	return TRUE;
+}
+
+char *vs_policy_out_marker(VsPolicy *p)
+{
+	if (!p->out_cut)
+		return NULL;
+	return g_strdup_printf("[output cut: %u more entries over the cap of "
+			       "%d entries or %d bytes]",
+			       p->out_cut, VS_POLICY_OUT_ITEMS,
+			       VS_POLICY_OUT_BYTES);
+}
+
 void vs_policy_say(VsPolicy *p, const char *level, const char *fmt, ...)
 {
+	g_autofree char *full = NULL;
 	g_autofree char *msg = NULL;
 	va_list ap;
 
 	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
+	full = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
+	msg = vs_policy_cut(full);
 	if (p->dry) {
-		g_autoptr(JsonNode) n = json_node_new(JSON_NODE_VALUE);
+		g_autoptr(JsonNode) n = NULL;
 
+		if (!vs_policy_out(p, strlen(msg)))
+			return;
+		n = json_node_new(JSON_NODE_VALUE);
 		json_node_set_string(n, msg);
 		g_ptr_array_add(p->dry_acts, json_node_ref(n));
+		return;
+	}
+	if (p->L && !p->loading && ++p->said > VS_POLICY_LINES_RUN) {
+		p->unsaid++;
 		return;
 	}
 	if (p->e->ops.log)
@@ -130,14 +179,56 @@ fail:
 	return FALSE;
 }
 
+/* A regular file of at most @max bytes, not a link (a FIFO or a device in
+ * the policy directory must not block the worker). libvshare-host has the
+ * same rule (vs_read_bounded); this library may not depend on it. */
+char *vs_policy_read_file(const char *path, gsize max, gsize *len,
+			  GError **error)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+				    O_NOCTTY);
+	g_autoptr(GString) s = NULL;
+	struct stat st;
+	char buf[8192];
+	ssize_t n;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int saved = fd < 0 ? errno : 0;
+
+		if (fd >= 0)
+			close(fd);
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+			    "%s: %s", path,
+			    saved ? g_strerror(saved) : "not a regular file");
+		return NULL;
+	}
+	s = g_string_new(NULL);
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || s->len + n > max) {
+			close(fd);
+			g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+				    "%s: %s", path,
+				    n < 0 ? g_strerror(errno) : "too large");
+			return NULL;
+		}
+		g_string_append_len(s, buf, n);
+	}
+	close(fd);
+	*len = s->len;
+	return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
 static char *read_source(VsPolicy *p, GError **error)
 {
 	char *text = NULL;
 	gsize len;
 
-	if (!g_file_get_contents(p->path, &text, &len, error))
+	text = vs_policy_read_file(p->path, 1024 * 1024, &len, error);
+	if (!text)
 		return NULL;
-	if (len > 1024 * 1024 || strlen(text) != len) {
+	if (strlen(text) != len) {
 		g_free(text);
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
 			    "%s: not a text file under 1 MiB", p->path);
@@ -182,7 +273,7 @@ static void fault(VsPolicy *p, const char *msg)
 {
 	p->faults++;
 	g_free(p->error);
-	p->error = g_strdup(msg);
+	p->error = vs_policy_cut(msg);
 	p->enabled = FALSE;
 	policy_unload(p);
 	vs_policy_say(p, "warning", "disabled: %s", msg);
@@ -201,21 +292,72 @@ static void note_run(VsPolicy *p, gint64 t0)
 	p->run_next = (p->run_next + 1) % VS_POLICY_RUNS_KEPT;
 }
 
-/* Call the registry function @ref with @arg (may be NULL). */
+/* The budget across all of @p's timers and handlers: at most
+ * VS_POLICY_WINDOW_RUNS full runs' instructions per window; over it, runs
+ * are skipped (one log line per window) until the window ends. */
+static gboolean window_allows(VsPolicy *p)
+{
+	VsPolicyEngine *e = p->e;
+	gint64 now = e->ops.now(e->ops.data);
+	guint64 cap = e->lim.instructions * VS_POLICY_WINDOW_RUNS;
+
+	if (now - p->window_start >= VS_POLICY_WINDOW_US ||
+	    now < p->window_start) {
+		p->window_start = now;
+		p->window_used = 0;
+		p->window_said = FALSE;
+	}
+	if (p->window_used < cap)
+		return TRUE;
+	p->skipped++;
+	if (!p->window_said)
+		vs_policy_say(p, "warning",
+			      "over its budget of %" G_GUINT64_FORMAT
+			      " instructions in %d s: runs skipped for "
+			      "%.1f s",
+			      cap, (int)(VS_POLICY_WINDOW_US / G_USEC_PER_SEC),
+			      (p->window_start + VS_POLICY_WINDOW_US - now) /
+				      1e6);
+	p->window_said = TRUE;
+	return FALSE;
+}
+
+/* Call the registry function @ref with @arg (may be NULL). FALSE: @p was
+ * unloaded (a fault). */
 static gboolean policy_call(VsPolicy *p, int ref, const char *arg)
 {
 	g_autofree char *msg = NULL;
 	gint64 t0 = g_get_monotonic_time();
 	gboolean ok;
 
+	if (g_atomic_int_get(&p->e->interrupted))
+		return FALSE;
+	if (!window_allows(p))
+		return TRUE;
+	p->said = p->unsaid = 0;
 	lua_rawgeti(p->L, LUA_REGISTRYINDEX, ref);
 	if (arg)
 		lua_pushstring(p->L, arg);
 	ok = vs_sandbox_call(p, arg ? 1 : 0, &msg);
+	p->window_used += p->used;
 	note_run(p, t0);
-	if (!ok)
+	if (p->unsaid) {
+		guint n = p->unsaid;
+
+		p->said = 0;
+		vs_policy_say(p, "warning",
+			      "%u more log lines of this run not logged (at "
+			      "most %d per run)",
+			      n, VS_POLICY_LINES_RUN);
+	}
+	if (!ok && !g_atomic_int_get(&p->e->interrupted))
 		fault(p, msg);
 	return ok;
+}
+
+void vs_policy_engine_interrupt(VsPolicyEngine *e)
+{
+	g_atomic_int_set(&e->interrupted, 1);
 }
 
 /* ---- the engine --------------------------------------------------------- */
@@ -338,7 +480,9 @@ static GHashTable *discover(VsPolicyEngine *e, GHashTable *origin)
 static void read_config(VsPolicyEngine *e)
 {
 	g_autoptr(GError) err = NULL;
+	g_autofree char *text = NULL;
 	GKeyFile *kf = g_key_file_new();
+	gsize len = 0;
 
 	if (e->config)
 		g_key_file_free(e->config);
@@ -348,8 +492,9 @@ static void read_config(VsPolicyEngine *e)
 		g_key_file_free(kf);
 		return;
 	}
-	if (!g_key_file_load_from_file(kf, e->config_path, G_KEY_FILE_NONE,
-				       &err)) {
+	text = vs_policy_read_file(e->config_path, 1024 * 1024, &len, &err);
+	if (!text ||
+	    !g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, &err)) {
 		if (e->ops.log)
 			e->ops.log("-", "warning", err->message, e->ops.data);
 		g_key_file_free(kf);
@@ -527,7 +672,7 @@ void vs_policy_run_due(VsPolicyEngine *e)
 			if (tm->next_us <= now) /* late: no burst */
 				tm->next_us = now + step;
 			if (!policy_call(p, tm->ref, NULL))
-				break; /* p unloaded */
+				break; /* p unloaded, or interrupted */
 		}
 	}
 	end_run(e);
@@ -560,6 +705,8 @@ JsonNode *vs_policy_dry_run(VsPolicyEngine *e, const char *name, GError **error)
 	VsPolicy *live = find_or_fail(e, name, error);
 	g_autofree char *text = NULL;
 	g_autofree char *msg = NULL;
+	g_autofree char *marker = NULL;
+	g_autofree char *cut = NULL;
 	VsPolicy *p;
 	JsonArray *out;
 	JsonNode *n;
@@ -585,12 +732,15 @@ JsonNode *vs_policy_dry_run(VsPolicyEngine *e, const char *name, GError **error)
 	for (guint i = 0; i < p->dry_acts->len; i++)
 		json_array_add_element(out,
 				       json_node_ref(p->dry_acts->pdata[i]));
+	marker = vs_policy_out_marker(p);
+	if (marker)
+		json_array_add_string_element(out, marker);
 	n = json_node_new(JSON_NODE_OBJECT);
 	json_node_take_object(n, json_object_new());
 	json_object_set_array_member(json_node_get_object(n), "acts", out);
 	if (msg)
 		json_object_set_string_member(json_node_get_object(n), "error",
-					      msg);
+					      cut = vs_policy_cut(msg));
 	policy_free(p);
 	return n;
 }
@@ -658,8 +808,10 @@ JsonNode *vs_policy_layout(VsPolicyEngine *e, const char *name, JsonNode *state,
 	if (!p)
 		return NULL;
 	if (!vs_layout_call(p, incoming, &msg)) {
+		g_autofree char *cut = vs_policy_cut(msg);
+
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
-			    "layout policy %s: %s", name, msg);
+			    "layout policy %s: %s", name, cut);
 		policy_free(p);
 		return NULL;
 	}

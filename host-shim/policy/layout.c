@@ -121,9 +121,13 @@ static VsLayoutRun *decision_args(lua_State *L, const char *what, Decision *d)
 	return r;
 }
 
-static void record(JsonArray *to, const Decision *d)
+static void record(VsPolicy *p, JsonArray *to, const Decision *d)
 {
-	JsonObject *o = json_object_new();
+	JsonObject *o;
+
+	if (!vs_policy_out(p, strlen(d->vm) + strlen(d->reason) + 32))
+		return;
+	o = json_object_new();
 
 	json_object_set_string_member(o, "vm", d->vm);
 	json_object_set_int_member(o, "node", d->node);
@@ -146,7 +150,7 @@ static int l_place(lua_State *L)
 	if (!was) {
 		g_hash_table_insert(r->placed, g_strdup(d.vm),
 				    GINT_TO_POINTER((int)d.node + 1));
-		record(r->placements, &d);
+		record(vs_sandbox_policy(L), r->placements, &d);
 	}
 	lua_pushboolean(L, TRUE);
 	return 1;
@@ -158,7 +162,7 @@ static int l_move_memory(lua_State *L)
 	Decision d;
 	VsLayoutRun *r = decision_args(L, "move_memory", &d);
 
-	record(r->moves, &d);
+	record(vs_sandbox_policy(L), r->moves, &d);
 	lua_pushboolean(L, TRUE);
 	return 1;
 }
@@ -208,6 +212,7 @@ gboolean vs_layout_call(VsPolicy *p, const char *incoming, char **msg)
 
 JsonNode *vs_layout_result(VsPolicy *p)
 {
+	g_autofree char *marker = vs_policy_out_marker(p);
 	JsonObject *o = json_object_new();
 	JsonArray *log = json_array_new();
 	JsonNode *n = json_node_new(JSON_NODE_OBJECT);
@@ -215,6 +220,8 @@ JsonNode *vs_layout_result(VsPolicy *p)
 	for (guint i = 0; i < p->dry_acts->len; i++)
 		json_array_add_element(log,
 				       json_node_ref(p->dry_acts->pdata[i]));
+	if (marker)
+		json_array_add_string_element(log, marker);
 	json_object_set_string_member(o, "policy", p->name);
 	json_object_set_array_member(o, "placements",
 				     json_array_ref(p->layout->placements));

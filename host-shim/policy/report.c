@@ -55,7 +55,10 @@ void vs_policy_record(VsPolicy *p, const VsPolicyAct *a, const GError *err)
 		json_object_set_string_member(o, "message", err->message);
 	json_node_take_object(n, o);
 	if (p->dry) {
-		g_ptr_array_add(p->dry_acts, n);
+		if (vs_policy_out(p, strlen(a->reason ? a->reason : "") + 128))
+			g_ptr_array_add(p->dry_acts, n);
+		else
+			json_node_unref(n);
 		return;
 	}
 	if (!err)
@@ -134,6 +137,7 @@ static JsonObject *summary(VsPolicy *p)
 		json_object_set_string_member(o, "error", p->error);
 	json_object_set_int_member(o, "runs", p->runs);
 	json_object_set_int_member(o, "faults", p->faults);
+	json_object_set_int_member(o, "skipped", p->skipped);
 	json_object_set_int_member(o, "acts-ok", p->acts_ok);
 	json_object_set_int_member(o, "acts-refused", p->acts_refused);
 	json_object_set_int_member(o, "acts-failed", p->acts_failed);
@@ -169,6 +173,7 @@ JsonNode *vs_policy_show(VsPolicyEngine *e, const char *name, GError **error)
 	JsonNode *n;
 	JsonObject *o;
 	g_autofree char *text = NULL;
+	gsize len;
 
 	for (guint i = 0; i < e->policies->len; i++) {
 		VsPolicy *p = e->policies->pdata[i];
@@ -176,7 +181,8 @@ JsonNode *vs_policy_show(VsPolicyEngine *e, const char *name, GError **error)
 		if (strcmp(p->name, name))
 			continue;
 		o = summary(p);
-		if (!g_file_get_contents(p->path, &text, NULL, NULL))
+		text = vs_policy_read_file(p->path, 1024 * 1024, &len, NULL);
+		if (!text)
 			text = g_strdup(p->source ? p->source : "");
 		json_object_set_string_member(o, "source", text);
 		n = json_node_new(JSON_NODE_OBJECT);

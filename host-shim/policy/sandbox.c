@@ -5,6 +5,14 @@
  *  - a count hook that stops a callback after its instruction budget;
  *    once a limit is hit the hook fires on every instruction, so a
  *    policy's own pcall cannot swallow the error and carry on;
+ *  - finalizers: Lua runs __gc with hooks off, where no budget can stop
+ *    them (and again when a state is closed), so setmetatable refuses a
+ *    metatable with __gc (Lua marks an object for finalization only at
+ *    setmetatable, and a policy has no other way to set one);
+ *  - pattern matching runs in C, out of the hook's reach: find, match,
+ *    gmatch and gsub refuse a match whose worst case (subject length to
+ *    the power of its backtracking quantifiers + 1) is over
+ *    VS_POLICY_MATCH_STEPS;
  *  - only base (without dofile/loadfile; load() takes text only;
  *    collectgarbage("count"/"collect"/"step")), string (without dump),
  *    table, math, utf8, coroutine, and os.time/clock/date/difftime.
@@ -39,6 +47,8 @@ static void hook(lua_State *L, lua_Debug *ar)
 	p->used += VS_POLICY_HOOK_STEP;
 	if (!p->over && p->used > p->e->lim.instructions)
 		exhaust(p, "instruction budget exceeded");
+	if (!p->over && g_atomic_int_get(&p->e->interrupted))
+		exhaust(p, "interrupted: vshared is stopping");
 	if (p->over) {
 		lua_sethook(L, hook, LUA_MASKCOUNT, 1);
 		luaL_error(L, "%s", p->why);
@@ -122,6 +132,88 @@ static int l_collectgarbage(lua_State *L)
 	}
 }
 
+/* setmetatable(t, mt): no __gc (see the top of the file). */
+static int l_setmetatable(lua_State *L)
+{
+	if (lua_type(L, 2) == LUA_TTABLE) {
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
+			return luaL_error(L, "setmetatable: __gc finalizers "
+					     "are not allowed in a policy");
+		lua_pop(L, 1);
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+/* Quantifiers that backtrack in a Lua pattern (*, +, -, ? after a single
+ * character class; not inside a set, not escaped). */
+static int quantifiers(const char *pat, size_t len)
+{
+	int q = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (pat[i] == '%') {
+			i++;
+		} else if (pat[i] == '[') {
+			i++;
+			if (i < len && pat[i] == '^')
+				i++;
+			for (i++; i < len && pat[i] != ']'; i++)
+				if (pat[i] == '%')
+					i++;
+		} else if (i > 0 && strchr("*+-?", pat[i])) {
+			q++;
+		}
+	}
+	return q;
+}
+
+/* string.find/match/gmatch/gsub with the pattern guard. */
+static int l_guarded_match(lua_State *L)
+{
+	size_t n, plen;
+	const char *pat;
+	double steps = 1;
+	int q;
+
+	luaL_checklstring(L, 1, &n);
+	pat = luaL_checklstring(L, 2, &plen);
+	if (!(lua_isinteger(L, lua_upvalueindex(2)) &&
+	      lua_toboolean(L, 4))) { /* find's plain flag: no pattern */
+		q = quantifiers(pat, plen);
+		for (int k = 0; k <= q && steps <= VS_POLICY_MATCH_STEPS; k++)
+			steps *= (double)n + 1;
+		if (steps > VS_POLICY_MATCH_STEPS)
+			return luaL_error(
+				L,
+				"pattern too costly for a %I-byte subject "
+				"(%d backtracking quantifiers; a policy may "
+				"spend %f steps on a match)",
+				(lua_Integer)n, q,
+				(lua_Number)VS_POLICY_MATCH_STEPS);
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
+static void guard_match(lua_State *L, const char *name, gboolean has_plain)
+{
+	lua_getglobal(L, "string");
+	lua_getfield(L, -1, name);
+	if (has_plain)
+		lua_pushinteger(L, 1);
+	else
+		lua_pushnil(L);
+	lua_pushcclosure(L, l_guarded_match, 2);
+	lua_setfield(L, -2, name);
+	lua_pop(L, 1);
+}
+
 static void open_lib(lua_State *L, const char *name, lua_CFunction f)
 {
 	luaL_requiref(L, name, f, 1);
@@ -165,7 +257,14 @@ static void restrict_base(lua_State *L)
 	lua_setglobal(L, "print");
 	lua_pushcfunction(L, l_collectgarbage);
 	lua_setglobal(L, "collectgarbage");
+	lua_getglobal(L, "setmetatable");
+	lua_pushcclosure(L, l_setmetatable, 1);
+	lua_setglobal(L, "setmetatable");
 	set_nil(L, "string", "dump");
+	guard_match(L, "find", TRUE);
+	guard_match(L, "match", FALSE);
+	guard_match(L, "gmatch", FALSE);
+	guard_match(L, "gsub", FALSE);
 }
 
 gboolean vs_sandbox_open(VsPolicy *p, GError **error)
@@ -221,9 +320,9 @@ gboolean vs_sandbox_call(VsPolicy *p, int nargs, char **msg)
 		*msg = g_strdup(p->why);
 	else if (rc == LUA_ERRMEM)
 		*msg = g_strdup("memory limit exceeded");
-	else
-		*msg = g_strdup(lua_tostring(L, -1) ? lua_tostring(L, -1)
-						    : "error");
+	else /* a policy's error text may be as long as its memory allows */
+		*msg = vs_policy_cut(lua_tostring(L, -1) ? lua_tostring(L, -1)
+							 : "error");
 	lua_settop(L, base - 1); /* the function and its arguments are gone */
 	return FALSE;
 }

@@ -73,6 +73,10 @@ typedef struct VsPolicyEngine VsPolicyEngine;
 VsPolicyEngine *vs_policy_engine_new(const VsPolicyOps *ops,
 				     const VsPolicyLimits *limits);
 void vs_policy_engine_free(VsPolicyEngine *e);
+/* From any thread: the running callback stops at its next budget check
+ * and no further one starts (the daemon is stopping). Not a fault: the
+ * policies keep their state and stay enabled. */
+void vs_policy_engine_interrupt(VsPolicyEngine *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsPolicyEngine, vs_policy_engine_free)
 
 /* Where policies live, lowest precedence first (shipped, then the

@@ -680,10 +680,48 @@ static void test_cpu_stat(void)
 	g_assert_cmpint(vs_parse_cpu_stat_throttled_ns(NULL), ==, -1);
 }
 
+/* Files vshared reads (profiles, reservations, keys, the journal): a
+ * FIFO, a device or a link is refused at once, never waited on. */
+static void test_read_bounded(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("vs-files-XXXXXX", NULL);
+	g_autofree char *fifo = g_build_filename(dir, "fifo.json", NULL);
+	g_autofree char *link = g_build_filename(dir, "link.json", NULL);
+	g_autofree char *big = g_build_filename(dir, "big.json", NULL);
+	g_autofree char *ok = g_build_filename(dir, "ok.json", NULL);
+	const char *refused[] = { fifo, link, "/dev/zero", dir };
+	g_autofree char *text = NULL;
+
+	g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+	g_assert_cmpint(symlink("/etc/hostname", link), ==, 0);
+	g_assert_true(g_file_set_contents(big, "0123456789", -1, NULL));
+	g_assert_true(g_file_set_contents(ok, "{}", -1, NULL));
+	for (guint i = 0; i < G_N_ELEMENTS(refused); i++) {
+		g_autoptr(GError) error = NULL;
+
+		g_assert_null(vs_read_bounded(refused[i], 4096, &error));
+		g_test_message("%s", error->message);
+	}
+	{
+		g_autoptr(GError) error = NULL;
+
+		g_assert_null(vs_read_bounded(big, 9, &error));
+		g_assert_nonnull(strstr(error->message, "larger than 9"));
+	}
+	text = vs_read_bounded(ok, 9, NULL);
+	g_assert_cmpstr(text, ==, "{}");
+	unlink(fifo);
+	unlink(link);
+	unlink(big);
+	unlink(ok);
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/parse/size", test_size);
+	g_test_add_func("/files/read-bounded", test_read_bounded);
 	g_test_add_func("/parse/mountinfo", test_mountinfo);
 	g_test_add_func("/parse/proc-stat", test_proc_stat);
 	g_test_add_func("/parse/schedstat-status", test_schedstat_status);

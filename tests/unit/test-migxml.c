@@ -209,15 +209,17 @@ static void test_hostile(void)
 	refused(missing, "cell cpus");
 	refused(gap, "a vCPU is in no guest cell");
 	refused(dup, "twice");
-	refused(unit, "unit parsec");
+	refused(unit, "unit unknown");
 	refused(noname, "domain name");
-	refused("<domain><name>a</name><vcpu>0</vcpu></domain>", "<vcpu> 0");
-	refused("<domain><name>a</name><vcpu>x</vcpu></domain>", "<vcpu> x");
-	/* an external entity is never fetched: the name stays empty */
+	refused("<domain><name>a</name><vcpu>0</vcpu></domain>",
+		"<vcpu> is not a vCPU count");
+	refused("<domain><name>a</name><vcpu>x</vcpu></domain>",
+		"<vcpu> is not a vCPU count");
+	/* an external entity is never fetched: no DOCTYPE is read at all */
 	refused("<?xml version='1.0'?><!DOCTYPE domain [<!ENTITY e SYSTEM "
 		"'file:///etc/hostname'>]><domain><name>&e;</name>"
 		"<vcpu>1</vcpu></domain>",
-		"domain name");
+		"a DOCTYPE");
 	memset(huge, ' ', VS_MIG_MAX_XML + 1);
 	{
 		g_auto(VsMigDomain) d = { 0 };
@@ -233,6 +235,59 @@ static void test_hostile(void)
 	g_string_append(many, "</numa></cpu></domain>");
 	refused(many->str, "64 guest NUMA cells");
 	g_string_free(many, TRUE);
+}
+
+/* Entities that expand (a 100 KB input became 100 MB of text and of
+ * libvirtd's log before): refused as a DOCTYPE, in UTF-8 and in an
+ * encoding the byte check cannot read; no error quotes the input. */
+static void test_entities(void)
+{
+	GString *laughs = g_string_new(
+		"<?xml version='1.0'?><!DOCTYPE domain [<!ENTITY a0 'PWNED'>");
+	g_autofree char *orig = sample("libvirt-live-pinned.xml");
+	g_autofree char *named =
+		edit(orig, "<name>a</name>", "<name>PWNED/../x</name>");
+	g_autofree char *vcpu = edit(orig, "<vcpu placement='static'>2",
+				     "<vcpu placement='static'>PWNED");
+	g_autofree char *unit = edit(orig, "unit='KiB'/>", "unit='PWNED'/>");
+	const char *echo[] = { named, vcpu, unit };
+	g_autofree char *u16 = NULL;
+	gsize u16len = 0;
+
+	for (guint i = 1; i < 10; i++)
+		g_string_append_printf(
+			laughs,
+			"<!ENTITY a%u "
+			"'&a%u;&a%u;&a%u;&a%u;&a%u;&a%u;&a%u;&a%u;&a%u;&a%u;'>",
+			i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1,
+			i - 1, i - 1, i - 1);
+	g_string_append(laughs, "]><domain><name>&a9;</name><vcpu>&a9;</vcpu>"
+				"</domain>");
+	refused(laughs->str, "a DOCTYPE");
+	/* the byte check cannot see it: the parsed document's DTD is */
+	u16 = g_convert("<?xml version='1.0' encoding='UTF-16'?><!DOCTYPE "
+			"domain []><domain><name>a</name><vcpu>1</vcpu>"
+			"</domain>",
+			-1, "UTF-16", "UTF-8", NULL, &u16len, NULL);
+	g_assert_nonnull(u16);
+	{
+		g_auto(VsMigDomain) d = { 0 };
+		g_autoptr(GError) error = NULL;
+
+		g_assert_false(vs_mig_read(u16, u16len, &d, &error));
+		g_test_message("UTF-16: %s", error->message);
+		g_assert_nonnull(strstr(error->message, "DOCTYPE"));
+	}
+	for (guint i = 0; i < G_N_ELEMENTS(echo); i++) {
+		g_auto(VsMigDomain) d = { 0 };
+		g_autoptr(GError) error = NULL;
+
+		g_assert_false(
+			vs_mig_read(echo[i], strlen(echo[i]), &d, &error));
+		g_test_message("%s", error->message);
+		g_assert_null(strstr(error->message, "PWNED"));
+	}
+	g_string_free(laughs, TRUE);
 }
 
 static void test_bad_places(void)
@@ -262,6 +317,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/migxml/rewrite", test_rewrite);
 	g_test_add_func("/migxml/flat", test_flat);
 	g_test_add_func("/migxml/hostile", test_hostile);
+	g_test_add_func("/migxml/entities", test_entities);
 	g_test_add_func("/migxml/bad-places", test_bad_places);
 	g_test_add_func("/migxml/no-binding", test_no_binding);
 	return g_test_run();

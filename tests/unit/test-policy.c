@@ -16,10 +16,12 @@
 #include "vshare-policy.h"
 
 #include <glib/gstdio.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_CPUS 256
+#define MAX_CPUS		256
+#define VS_POLICY_LINE_MAX_TEST 1024 /* policy-int.h's line cap */
 
 typedef struct {
 	char name[32];
@@ -318,6 +320,31 @@ static const struct {
 	{ "toosoon", "vshare.every(0.001, print)", "not within" },
 	{ "late", "vshare.every(1, function() vshare.every(1, print) end)",
 	  "top level" },
+	/* a finalizer runs with hooks off: without the refusal this one
+	 * spins forever at the first collection or at lua_close */
+	{ "gcloop",
+	  "setmetatable({}, {__gc = function() while true do end end})",
+	  "__gc finalizers are not allowed" },
+	{ "gcrun",
+	  "vshare.every(1, function() local t = setmetatable({}, {__gc = "
+	  "function() while true do end end}) end)",
+	  "__gc finalizers are not allowed" },
+	/* pattern matching is C: the hook never runs inside it */
+	{ "regex",
+	  "vshare.every(1, function() string.find(string.rep('a', 20000), "
+	  "'.-.-.-.-b') end)",
+	  "pattern too costly" },
+	{ "regexmethod",
+	  "vshare.every(1, function() local s = string.rep('a', 20000) "
+	  "s:gsub('(a*)*b', '') end)",
+	  "pattern too costly" },
+	{ "timers", "for i = 1, 17 do vshare.every(1, print) end",
+	  "at most 16 timers" },
+	{ "handlers", "for i = 1, 17 do vshare.on('vm-started', print) end",
+	  "at most 16 handlers" },
+	{ "bigerr",
+	  "vshare.every(1, function() error(string.rep('x', 1000000)) end)",
+	  "[cut: " },
 };
 
 static char *scratch(void)
@@ -338,6 +365,12 @@ static void test_sandbox(void)
 	write_policy(dir, "good",
 		     "local n = 0\nvshare.every(1, function() n = n + 1 "
 		     "vshare.log('tick ' .. n) end)");
+	{ /* a FIFO in the policy directory: refused, never opened blocking */
+		g_autofree char *fifo = g_build_filename(dir, "fifo.lua", NULL);
+
+		g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+		g_string_append(c, "[fifo]\nenabled=true\n");
+	}
 	for (guint i = 0; i < G_N_ELEMENTS(hostile); i++) {
 		write_policy(dir, hostile[i].name, hostile[i].src);
 		g_string_append_printf(c, "[%s]\nenabled=true\n",
@@ -367,6 +400,115 @@ static void test_sandbox(void)
 	g_assert_cmpint(json_object_get_int_member(o, "runs"), ==, 4);
 	g_assert_true(logged(f, "good: tick 4"));
 	g_assert_true(logged(f, "loop: disabled: instruction budget"));
+	g_clear_pointer(&keep, json_node_unref);
+	o = policy_info(e, "fifo", &keep);
+	g_assert_false(json_object_get_boolean_member(o, "running"));
+	g_assert_true(logged(f, "not a regular file"));
+	g_clear_pointer(&keep, json_node_unref);
+	o = policy_info(e, "bigerr", &keep);
+	g_assert_cmpuint(strlen(json_object_get_string_member(o, "error")), <,
+			 VS_POLICY_LINE_MAX_TEST + 64);
+	fake_free(f);
+}
+
+/* What a policy may still do with metatables and patterns. A __gc added
+ * after setmetatable never runs (Lua marks at setmetatable), so closing
+ * the state (engine free) does not hang either. */
+static void test_sandbox_allowed(void)
+{
+	g_autofree char *dir = scratch();
+	g_autofree char *conf = g_build_filename(dir, "policies.conf", NULL);
+	Fake *f = fake_new(2);
+	g_autoptr(VsPolicyEngine) e = NULL;
+	g_autoptr(JsonNode) keep = NULL;
+	JsonObject *o;
+
+	write_policy(
+		dir, "meta",
+		"local mt = {__index = function(t, k) return k .. '!' end}\n"
+		"local late = {}\n"
+		"local keep = setmetatable({}, late)\n"
+		"late.__gc = function() while true do end end\n"
+		"vshare.every(1, function()\n"
+		"  local t = setmetatable({}, mt)\n"
+		"  local a, b = string.find('cpu 12-15 node 3', "
+		"'(%d+)-(%d+)')\n"
+		"  local n = ('x'):rep(5000):find('xx', 1, true)\n"
+		"  local m = string.rep('a', 2000):match('^(a+)$')\n"
+		"  collectgarbage()\n"
+		"  vshare.log(t.hello .. ' ' .. a .. ' ' .. b .. ' ' .. n .. ' "
+		"' "
+		".. #m)\n"
+		"end)");
+	g_assert_true(
+		g_file_set_contents(conf, "[meta]\nenabled=true\n", -1, NULL));
+	e = engine_for(f, dir, conf);
+	advance(f, e, 1.0);
+	o = policy_info(e, "meta", &keep);
+	g_assert_true(json_object_get_boolean_member(o, "running"));
+	g_assert_true(logged(f, "meta: hello! 5 9 1 2000"));
+	g_clear_pointer(&e, vs_policy_engine_free); /* lua_close: no hang */
+	fake_free(f);
+}
+
+/* Everything a policy makes the daemon hold or send is capped and cut
+ * with a marker: log lines per run, the length of a line, a dry run's
+ * entries; and its timers together stay within a window budget. */
+static void test_outputs(void)
+{
+	g_autofree char *dir = scratch();
+	g_autofree char *conf = g_build_filename(dir, "policies.conf", NULL);
+	Fake *f = fake_new(2);
+	g_autoptr(VsPolicyEngine) e = NULL;
+	g_autoptr(JsonNode) keep = NULL;
+	g_autoptr(JsonNode) dry = NULL;
+	JsonArray *acts;
+	JsonObject *o;
+	guint64 runs;
+	const char *last;
+
+	write_policy(dir, "chatty",
+		     "vshare.every(1, function() for i = 1, 1000 do "
+		     "print(string.rep('y', 5000)) end end)");
+	/* under a million instructions a run (limit 2 M), 20 runs a second:
+	 * only the window (5 runs' budget in 10 s) stops it */
+	write_policy(dir, "busy",
+		     "vshare.every(0.05, function() local x = 0 "
+		     "for i = 1, 400000 do x = x + i end end)");
+	g_assert_true(g_file_set_contents(
+		conf, "[chatty]\nenabled=true\n[busy]\nenabled=true\n", -1,
+		NULL));
+	e = engine_for(f, dir, conf);
+	advance(f, e, 1.0);
+	g_assert_true(logged(f, "chatty: 936 more log lines of this run "
+				"not logged"));
+	for (guint i = 0; i < f->log->len; i++)
+		g_assert_cmpuint(strlen(f->log->pdata[i]), <,
+				 VS_POLICY_LINE_MAX_TEST + 64);
+	g_assert_true(logged(f, "[cut: 3976 more bytes]"));
+
+	for (guint i = 0; i < 199; i++)
+		advance(f, e, 0.05);
+	o = policy_info(e, "busy", &keep);
+	runs = json_object_get_int_member(o, "runs");
+	g_test_message("busy: %" G_GUINT64_FORMAT " runs, %" G_GINT64_FORMAT
+		       " skipped in 10 s",
+		       runs, json_object_get_int_member(o, "skipped"));
+	g_assert_true(json_object_get_boolean_member(o, "running"));
+	g_assert_cmpuint(runs, >=, 5);
+	g_assert_cmpuint(runs, <=, 40);
+	g_assert_cmpint(runs + json_object_get_int_member(o, "skipped"), ==,
+			200);
+	g_assert_true(logged(f, "busy: over its budget of 10000000 "
+				"instructions in 10 s"));
+
+	dry = vs_policy_dry_run(e, "chatty", NULL);
+	g_assert_nonnull(dry);
+	acts = json_object_get_array_member(json_node_get_object(dry), "acts");
+	g_assert_cmpuint(json_array_get_length(acts), <=, 1001);
+	last = json_array_get_string_element(acts,
+					     json_array_get_length(acts) - 1);
+	g_assert_nonnull(strstr(last, "[output cut: "));
 	fake_free(f);
 }
 
@@ -660,6 +802,8 @@ int main(int argc, char **argv)
 	}
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/policy/sandbox", test_sandbox);
+	g_test_add_func("/policy/sandbox-allowed", test_sandbox_allowed);
+	g_test_add_func("/policy/outputs", test_outputs);
 	g_test_add_func("/policy/paper003-nice", test_paper);
 	g_test_add_func("/policy/paper003-weight", test_weight);
 	g_test_add_func("/policy/elastic", test_elastic);
