@@ -271,12 +271,19 @@ static gboolean load_one(Daemon *d, JsonObject *o, gint64 skew)
 	    !vs_cpuset_count(&r.cpus) ||
 	    !vs_cpuset_is_subset(&r.cpus, &d->session.host.all))
 		return FALSE;
-	r.node = (int)json_object_get_int_member_with_default(o, "node", -1);
+	gint64 node = json_object_get_int_member_with_default(o, "node", -1);
+	gint64 until = json_object_get_int_member_with_default(o, "until", 0);
+	gint64 now_s = g_get_real_time() / G_USEC_PER_SEC;
+
+	/* a file is not trusted: a node the host could have, an end no
+	 * further than one reservation from now (no overflow below) */
+	if (node < -1 || node >= VS_MAX_NODES || until < 0 ||
+	    until > now_s + RESERVE_S)
+		return FALSE;
+	r.node = (int)node;
 	r.applied = json_object_get_boolean_member_with_default(o, "applied",
 								FALSE);
-	r.until = json_object_get_int_member_with_default(o, "until", 0) *
-			  G_USEC_PER_SEC -
-		  skew;
+	r.until = until * G_USEC_PER_SEC - skew;
 	if (r.until < g_get_monotonic_time() && !r.applied)
 		return TRUE; /* ended while vshared was away */
 	g_hash_table_replace(d->reserved, g_strdup(vm),
