@@ -4,7 +4,10 @@
  * SO_PEERCRED on every connection: only root talks to vshared. Frames are
  * cut by protocol/'s framer (64 KiB, depth 64); each frame becomes a job;
  * replies go back in order. A client that disconnects loses its replies,
- * nothing else.
+ * nothing else. Replies are written when the socket is writable (never
+ * blocking the loop); a client that holds more than VS_CLIENT_OUT_MAX
+ * unsent, reads nothing of it for VS_CLIENT_WRITE_S, or queues more than
+ * VS_CLIENT_INFLIGHT requests is closed with one log line.
  */
 #include "vshared.h"
 
@@ -16,11 +19,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#define VS_CLIENT_OUT_MAX   (64u << 20) /* bytes of replies not yet sent */
+#define VS_CLIENT_WRITE_S   30	       /* a reply nobody reads */
+#define VS_CLIENT_INFLIGHT  64	       /* requests queued per client */
+
 struct Client {
 	gint ref;
 	Daemon *d;
 	int fd;
-	GSource *src;
+	GSource *src;	   /* readable; holds the first reference */
+	GSource *wsrc;	   /* writable, while output waits (holds one) */
+	GSource *deadline; /* and its deadline (holds one) */
 	VsFramer *framer;
 	GByteArray *out;
 	gboolean closed;
@@ -33,24 +42,47 @@ Client *client_ref(Client *c)
 	return c;
 }
 
+static void drop_source(GSource **src)
+{
+	GSource *s = *src;
+
+	*src = NULL;
+	if (s) {
+		g_source_destroy(s); /* its reference goes (destroy notify) */
+		g_source_unref(s);
+	}
+}
+
+static void stop_writing(Client *c)
+{
+	drop_source(&c->wsrc);
+	drop_source(&c->deadline);
+}
+
+/* Close and drop the reading side's reference; the caller holds one. */
 static void client_close(Client *c)
 {
+	gboolean reader = c->src != NULL;
+
 	if (c->closed)
 		return;
 	c->closed = TRUE;
-	if (c->src) {
-		g_source_destroy(c->src);
-		g_source_unref(c->src);
-		c->src = NULL;
-	}
-	close(c->fd);
+	stop_writing(c);
+	drop_source(&c->src);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	if (reader)
+		client_unref(c);
 }
 
 void client_unref(Client *c)
 {
 	if (!g_atomic_int_dec_and_test(&c->ref))
 		return;
-	client_close(c);
+	c->closed = TRUE; /* no source is left: each held a reference */
+	if (c->fd >= 0)
+		close(c->fd);
 	vs_framer_free(c->framer);
 	g_byte_array_unref(c->out);
 	g_free(c);
@@ -75,8 +107,17 @@ static void on_frame(const char *frame, gsize len, const GError *error,
 {
 	Client *c = data;
 
+	if (c->closed)
+		return;
 	if (!error && answer_inline(c, frame, len))
 		return;
+	if (c->inflight >= VS_CLIENT_INFLIGHT) {
+		g_message("control socket: a client queued %u requests "
+			  "without reading the replies: closed",
+			  c->inflight);
+		client_close(c);
+		return;
+	}
 	c->inflight++;
 	daemon_job(c->d, JOB_REQUEST, c, frame, len, error, NULL);
 }
@@ -86,6 +127,7 @@ void client_done(Client *c)
 	c->inflight--;
 }
 
+/* FALSE: the peer is gone. */
 static gboolean flush_out(Client *c)
 {
 	while (c->out->len) {
@@ -103,16 +145,79 @@ static gboolean flush_out(Client *c)
 	return TRUE;
 }
 
+static gboolean on_writable(gint fd, GIOCondition cond, gpointer data)
+{
+	Client *c = data;
+
+	if (c->closed)
+		return G_SOURCE_REMOVE;
+	if (!flush_out(c))
+		client_close(c);
+	else if (!c->out->len)
+		stop_writing(c);
+	return c->wsrc ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+static gboolean on_write_deadline(gpointer data)
+{
+	Client *c = data;
+
+	g_message("control socket: a client read nothing of %u bytes of "
+		  "replies for %d s: closed",
+		  c->out->len, VS_CLIENT_WRITE_S);
+	client_close(c);
+	return G_SOURCE_REMOVE;
+}
+
+static GSource *attach(GSource *src, GSourceFunc fn, Client *c)
+{
+	g_source_set_callback(src, fn, client_ref(c),
+			      (GDestroyNotify)client_unref);
+	g_source_attach(src, NULL);
+	return src;
+}
+
+/* Output waits: write it when the socket can take it, within a deadline
+ * (a reader that makes progress keeps its connection). */
+static void want_write(Client *c)
+{
+	if (c->wsrc)
+		return;
+	c->wsrc = attach(g_unix_fd_source_new(c->fd, G_IO_OUT),
+			 (GSourceFunc)(void (*)(void))on_writable, c);
+	c->deadline = attach(g_timeout_source_new_seconds(VS_CLIENT_WRITE_S),
+			     on_write_deadline, c);
+}
+
 void client_reply(Client *c, GBytes *bytes)
 {
-	gsize len;
+	gsize len, before;
 	const guint8 *p = g_bytes_get_data(bytes, &len);
 
 	if (c->closed)
 		return;
-	g_byte_array_append(c->out, p, len);
-	if (!flush_out(c))
+	if (c->out->len + len > VS_CLIENT_OUT_MAX) {
+		g_message("control socket: a client left %u bytes of replies "
+			  "unread (at most %u): closed",
+			  c->out->len, VS_CLIENT_OUT_MAX);
 		client_close(c);
+		return;
+	}
+	before = c->out->len;
+	g_byte_array_append(c->out, p, len);
+	if (!flush_out(c)) {
+		client_close(c);
+		return;
+	}
+	if (c->out->len && c->out->len < before + len && c->deadline) {
+		/* progress: the deadline starts again */
+		drop_source(&c->deadline);
+		c->deadline = attach(
+			g_timeout_source_new_seconds(VS_CLIENT_WRITE_S),
+			on_write_deadline, c);
+	}
+	if (c->out->len)
+		want_write(c);
 }
 
 static gboolean on_client(gint fd, GIOCondition cond, gpointer data)
@@ -121,24 +226,21 @@ static gboolean on_client(gint fd, GIOCondition cond, gpointer data)
 	guint8 buf[16384];
 	ssize_t n;
 
-	if (c->out->len && !flush_out(c))
-		goto gone;
+	if (c->closed)
+		return G_SOURCE_REMOVE;
 	if (!(cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)))
 		return G_SOURCE_CONTINUE;
 	n = read(fd, buf, sizeof(buf));
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return G_SOURCE_CONTINUE;
+	client_ref(c); /* a frame may close it */
 	if (n <= 0)
-		goto gone;
-	vs_framer_feed(c->framer, buf, n);
-	return G_SOURCE_CONTINUE;
-gone:
-	c->closed = TRUE;
-	close(c->fd);
-	g_source_unref(c->src);
-	c->src = NULL;
+		client_close(c);
+	else
+		vs_framer_feed(c->framer, buf, n);
+	n = c->closed;
 	client_unref(c);
-	return G_SOURCE_REMOVE;
+	return n ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
 
 /* A connection that brought one request (transfer.c: a verified peer):
