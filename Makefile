@@ -170,6 +170,14 @@ build/fuzz/fuzz-host: tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS)
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -o $@ tests/fuzz/fuzz-host.c $(HOSTLIB_SRC) $(PROTO_SRC) $(PKG_LIBS) $(LIBVIRT_LIBS)
 
+# vshared's decoders (control socket, peer endpoint): daemon/decode.c
+build/fuzz/fuzz-daemon: tests/fuzz/fuzz-daemon.c host-shim/daemon/decode.c $(HOSTLIB_SRC) $(PROTO_SRC) $(HDRS) build/gen/vs-schema.c build/gen/vs-host-schema.c
+	@mkdir -p $(@D)
+	$(CLANG) -std=gnu11 $(CPPFLAGS) -Ihost-shim/daemon $(PKG_CFLAGS) $(LIBVIRT_CFLAGS) $(LUA_CFLAGS) -g -O1 \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ tests/fuzz/fuzz-daemon.c host-shim/daemon/decode.c build/gen/vs-host-schema.c \
+	  $(HOSTLIB_SRC) $(PROTO_SRC) $(PKG_LIBS) $(LIBVIRT_LIBS)
+
 # ---- tests -----------------------------------------------------------------
 # Every test prints TAP; prove gives the summary line CI reads.
 TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
@@ -194,7 +202,7 @@ check demo bench bench-kernel kernel:
 	tests/setup-host.sh --if-needed
 	$(MAKE) --no-print-directory run-$@
 
-run-check: all build/fuzz/fuzz-proto build/fuzz/fuzz-host build/rel/vsharectl
+run-check: all build/fuzz/fuzz-proto build/fuzz/fuzz-host build/fuzz/fuzz-daemon build/rel/vsharectl
 	prove -v -e '' $(TESTS)
 
 run-demo: build/rel/vshare-agent build/rel/vsharectl
@@ -264,7 +272,7 @@ install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared build/rel/
 
 # make fuzz: each target FUZZ_SECONDS (default 600); BENCH lines with the
 # executions each ran (libFuzzer's final stats).
-fuzz: build/fuzz/fuzz-proto build/fuzz/fuzz-host
+fuzz: build/fuzz/fuzz-proto build/fuzz/fuzz-host build/fuzz/fuzz-daemon
 	tests/fuzz/run.sh $${FUZZ_SECONDS:-600}
 
 format:

@@ -19,9 +19,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define VS_CLIENT_OUT_MAX   (64u << 20) /* bytes of replies not yet sent */
-#define VS_CLIENT_WRITE_S   30	       /* a reply nobody reads */
-#define VS_CLIENT_INFLIGHT  64	       /* requests queued per client */
+#define VS_CLIENT_OUT_MAX  (64u << 20) /* bytes of replies not yet sent */
+#define VS_CLIENT_WRITE_S  30	       /* a reply nobody reads */
+#define VS_CLIENT_INFLIGHT 64	       /* requests queued per client */
 
 struct Client {
 	gint ref;
@@ -212,9 +212,9 @@ void client_reply(Client *c, GBytes *bytes)
 	if (c->out->len && c->out->len < before + len && c->deadline) {
 		/* progress: the deadline starts again */
 		drop_source(&c->deadline);
-		c->deadline = attach(
-			g_timeout_source_new_seconds(VS_CLIENT_WRITE_S),
-			on_write_deadline, c);
+		c->deadline =
+			attach(g_timeout_source_new_seconds(VS_CLIENT_WRITE_S),
+			       on_write_deadline, c);
 	}
 	if (c->out->len)
 		want_write(c);

@@ -68,59 +68,6 @@ static JsonNode *outcome(Daemon *d, gboolean ok, const GError *error)
 	return n;
 }
 
-static const char *arg_str(JsonObject *a, const char *k)
-{
-	return json_object_has_member(a, k)
-		       ? json_object_get_string_member(a, k)
-		       : NULL;
-}
-
-static gboolean request_of(JsonObject *a, VsChangeReq *r, GError **error)
-{
-	static const char *const ops[] = { "cpus", "mem", "lend", "forget",
-					   "tune" };
-	const char *op = arg_str(a, "op");
-	const char *cpus = arg_str(a, "cpus");
-	guint k;
-
-	memset(r, 0, sizeof(*r));
-	for (k = 0; k < G_N_ELEMENTS(ops) && strcmp(op, ops[k]); k++)
-		;
-	if (k == G_N_ELEMENTS(ops))
-		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
-				   "op must be cpus, mem, lend, forget or "
-				   "tune"),
-		       FALSE;
-	r->kind = k;
-	r->vm = arg_str(a, "vm");
-	r->from = arg_str(a, "from");
-	r->to = arg_str(a, "to");
-	r->node = json_object_has_member(a, "node")
-			  ? json_object_get_int_member(a, "node")
-			  : -1;
-	r->bytes = json_object_has_member(a, "bytes")
-			   ? json_object_get_int_member(a, "bytes")
-			   : 0;
-	if (json_object_has_member(a, "bytes") &&
-	    json_object_get_int_member(a, "bytes") < 0)
-		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
-				   "bytes must not be negative"),
-		       FALSE;
-	if (json_object_has_member(a, "weight"))
-		r->weight = CLAMP(json_object_get_int_member(a, "weight"), -1,
-				  10001);
-	r->set_nice = json_object_has_member(a, "nice");
-	if (r->set_nice)
-		r->nice =
-			CLAMP(json_object_get_int_member(a, "nice"), -100, 100);
-	if (cpus && *cpus && !vs_cpuset_parse(cpus, &r->cpus, NULL))
-		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
-				   "cpus is not a CPU list"),
-		       FALSE;
-	return vs_mode_parse(arg_str(a, "mode") ? arg_str(a, "mode") : "auto",
-			     &r->mode, error);
-}
-
 /* The caller's deadlines for this change (1 ms .. 1 h), then ours again. */
 static void deadline_arg(JsonObject *a, const char *k, int *ms, int *saved)
 {
@@ -146,7 +93,7 @@ static JsonNode *h_change(JsonObject *a, gpointer ctx, GError **error)
 	deadline_arg(a, "agent-timeout-ms", &d->cfg.agent_timeout_ms,
 		     &agent_ms);
 	deadline_arg(a, "mem-timeout-ms", &d->cfg.mem_timeout_ms, &mem_ms);
-	ok = request_of(a, &r, &local) &&
+	ok = daemon_change_request(a, &r, &local) &&
 	     vs_session_change(&d->session, &r, &local);
 	d->cfg.agent_timeout_ms = agent_ms;
 	d->cfg.mem_timeout_ms = mem_ms;
@@ -212,7 +159,7 @@ static JsonNode *h_status(JsonObject *a, gpointer ctx, GError **error)
 
 	if (!d->last_status)
 		daemon_metrics_tick(d);
-	doc = filter_vms(d->last_status, arg_str(a, "vms"));
+	doc = filter_vms(d->last_status, daemon_arg_str(a, "vms"));
 	json_object_set_array_member(json_node_get_object(doc), "reservations",
 				     daemon_layout_reservations(d));
 	return doc;

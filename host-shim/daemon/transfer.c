@@ -93,20 +93,12 @@ static void refuse(Conn *c, const char *why)
 static void on_envelope(Conn *c, const char *frame, gsize len)
 {
 	g_autoptr(JsonParser) p = json_parser_new();
-	JsonNode *root;
-	JsonObject *o;
-	const char *req, *mac;
+	const char *req, *mac, *why;
 	g_autoptr(VsRequest) r = NULL;
 	Client *cl;
 
-	if (!json_parser_load_from_data(p, frame, len, NULL))
-		return refuse(c, "not JSON");
-	root = json_parser_get_root(p);
-	o = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-	req = vs_json_str(o, "request");
-	mac = vs_json_str(o, "mac");
-	if (!req || !mac)
-		return refuse(c, "{\"request\": TEXT, \"mac\": HEX} expected");
+	if (!daemon_peer_envelope(p, frame, len, &req, &mac, &why))
+		return refuse(c, why);
 	if (!vs_transfer_verify(c->d->peer_key, c->d->peer_key_len, c->nonce,
 				req, mac))
 		return refuse(c, "the MAC does not match (another key, or an "

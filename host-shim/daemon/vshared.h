@@ -9,6 +9,7 @@
  *   main.c     options, lock, recover at start, signals, readiness
  *   api.c      control socket: root peers only, framing, replies in order
  *   jobs.c     the worker: requests (schema-dispatched), VM gone, metrics
+ *   decode.c   a change request's arguments, a peer's envelope (fuzzed)
  *   watch.c    one fd watch per QMP VM between jobs: QEMU gone -> job
  *   metrics.c  Prometheus text (textfile-collector convention)
  *   policy.c   the Lua policy engine: timers, events, acts, commands
@@ -98,6 +99,16 @@ void daemon_jobs_init(Daemon *d);
  * for what an operator must know. */
 void daemon_collect(const VsEvent *ev, gpointer data);
 /* Queue a job; @client/@frame for JOB_REQUEST, @vm for JOB_VM_GONE. */
+/* decode.c: a string member, NULL when absent or not a string */
+const char *daemon_arg_str(JsonObject *a, const char *k);
+/* vshare-host-change's (schema-checked) arguments as a change. */
+gboolean daemon_change_request(JsonObject *a, VsChangeReq *r, GError **error);
+/* A peer's frame {request: TEXT, mac: HEX}, parsed by @p (which owns the
+ * strings); FALSE with @why. */
+gboolean daemon_peer_envelope(JsonParser *p, const char *frame, gsize len,
+			      const char **req, const char **mac,
+			      const char **why);
+
 void daemon_job(Daemon *d, JobKind kind, Client *client, const char *frame,
 		gsize len, const GError *frame_error, const char *vm);
 
