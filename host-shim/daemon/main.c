@@ -195,11 +195,41 @@ static gboolean on_tick(gpointer data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* The lock, waited for as a vsharectl would (its --wait default): one
+ * working alone (vshared was down) finishes its change first. */
+#define VS_START_LOCK_WAIT_S 30
+
+static int take_lock(Daemon *d, GError **error)
+{
+	gint64 end =
+		g_get_monotonic_time() + VS_START_LOCK_WAIT_S * G_USEC_PER_SEC;
+	gboolean said = FALSE;
+	int fd;
+
+	for (;;) {
+		g_autoptr(GError) local = NULL;
+
+		fd = vs_store_lock(&d->cfg, FALSE, &local);
+		if (fd >= 0 || !vs_error_is(local, VS_HOST_ERROR_BUSY) ||
+		    g_get_monotonic_time() > end) {
+			if (fd < 0)
+				g_propagate_error(error,
+						  g_steal_pointer(&local));
+			return fd;
+		}
+		if (!said)
+			g_message("%s: waiting up to %d s", local->message,
+				  VS_START_LOCK_WAIT_S);
+		said = TRUE;
+		g_usleep(50 * 1000);
+	}
+}
+
 /* The lock for the daemon's lifetime, then recovery. A journal an agent
  * is too slow to undo stays; the metrics tick retries it. */
 static gboolean start_session(Daemon *d, GError **error)
 {
-	int fd = vs_store_lock(&d->cfg, FALSE, error);
+	int fd = take_lock(d, error);
 	g_autoptr(GError) local = NULL;
 
 	if (fd < 0)
