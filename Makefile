@@ -237,6 +237,9 @@ run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared \
 	tests/bench/bench-shim.py
 	tests/bench/bench-plesim.py
 	tests/bench/bench-layout.py
+	tests/bench/bench-status.py
+	tests/bench/soak.py
+	tests/hostile/policy.py    # BENCH sigterm_with_hostile_policy_ms
 	tests/libvirt/guestvcpus.py --bench
 
 # ---- packaging ------------------------------------------------------------

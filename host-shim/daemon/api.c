@@ -300,6 +300,18 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* Does a process accept on @sa (a running vshared)? */
+static gboolean serving(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	gboolean yes = fd >= 0 && connect(fd, (const struct sockaddr *)sa,
+					  sizeof(*sa)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return yes;
+}
+
 static gboolean bind_socket(const char *path, int *out, GError **error)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -313,7 +325,11 @@ static gboolean bind_socket(const char *path, int *out, GError **error)
 	if (!vs_state_dir_ensure(dir, error))
 		return FALSE;
 	strcpy(sa.sun_path, path);
-	unlink(path); /* we hold the ledger lock: no other vshared runs */
+	if (serving(&sa))
+		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_BUSY,
+				   "another vshared serves %s", path),
+		       FALSE;
+	unlink(path); /* a stale socket: nobody accepts on it */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
@@ -330,15 +346,20 @@ static gboolean bind_socket(const char *path, int *out, GError **error)
 	return TRUE;
 }
 
-gboolean daemon_api_start(Daemon *d, GError **error)
+/* Listen before the ledger lock is ours: from now on a vsharectl queues
+ * its request here (answered once vshared runs) instead of working alone
+ * and taking the lock vshared waits for. */
+gboolean daemon_api_bind(Daemon *d, GError **error)
 {
-	if (!bind_socket(d->socket_path, &d->listen_fd, error))
-		return FALSE;
+	return bind_socket(d->socket_path, &d->listen_fd, error);
+}
+
+void daemon_api_start(Daemon *d)
+{
 	d->listen_src = g_unix_fd_source_new(d->listen_fd, G_IO_IN);
 	g_source_set_callback(d->listen_src,
 			      (GSourceFunc)(void (*)(void))on_accept, d, NULL);
 	g_source_attach(d->listen_src, NULL);
-	return TRUE;
 }
 
 void daemon_api_stop(Daemon *d)

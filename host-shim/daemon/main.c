@@ -265,11 +265,14 @@ static int run(Daemon *d)
 	daemon_jobs_init(d);
 	metrics_dir(d);
 	daemon_libvirt_prepare(d);
-	if (!start_session(d, &error) || !daemon_api_start(d, &error) ||
+	if (!daemon_api_bind(d, &error) || !start_session(d, &error) ||
 	    !daemon_transfer_start(d, &error)) {
 		g_printerr("vshared: %s\n", error->message);
+		daemon_api_stop(d);
+		g_thread_pool_free(d->pool, TRUE, TRUE);
 		return 1;
 	}
+	daemon_api_start(d);
 	daemon_policy_init(d);
 	daemon_monitor_init(d);
 	d->loop = g_main_loop_new(NULL, FALSE);

@@ -113,7 +113,8 @@ void daemon_job(Daemon *d, JobKind kind, Client *client, const char *frame,
 		gsize len, const GError *frame_error, const char *vm);
 
 /* api.c */
-gboolean daemon_api_start(Daemon *d, GError **error);
+gboolean daemon_api_bind(Daemon *d, GError **error);
+void daemon_api_start(Daemon *d);
 void daemon_api_stop(Daemon *d);
 void client_reply(Client *c, GBytes *bytes); /* loop thread */
 Client *client_ref(Client *c);

@@ -9,7 +9,8 @@ for b in tests/bench/bench-hostile.py tests/bench/bench-libvirt.py \
 	tests/bench/bench.py tests/bench/bench-systemd.py \
 	tests/bench/bench-shim.py tests/libvirt/guestvcpus.py \
 	tests/bench/bench-policy.py tests/bench/bench-plesim.py \
-	tests/bench/bench-layout.py; do
+	tests/bench/bench-layout.py tests/bench/bench-status.py \
+	tests/bench/soak.py; do
 	n=$((n + 1))
 	t0=$(date +%s)
 	out=$("$b" --smoke 2>&1)

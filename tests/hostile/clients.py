@@ -96,6 +96,16 @@ def main():
         s.close()
         t.ok(got >= 0, f"its connection is closed by vshared ({got} bytes "
              "were buffered)")
+        # a second vshared on the same socket: refused at once, the
+        # first keeps its socket
+        import subprocess
+        t0 = time.monotonic()
+        p = subprocess.run(d.argv(), capture_output=True, text=True,
+                           env=dict(sc.ctl.env), timeout=60)
+        t.ok(p.returncode == 1 and "another vshared serves" in p.stderr
+             and d.ping(), f"a second vshared exits in "
+             f"{time.monotonic() - t0:.1f} s, the first still answers",
+             p.stderr[-1000:])
         t.ok(d.ping() and d.stop() == 0, "vshared answers and stops "
              "cleanly after")
     finally:
