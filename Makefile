@@ -187,6 +187,7 @@ TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          tests/unit/protocol-docs.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/hostile/hostile.t tests/hostile/daemon.t tests/hostile/policy.t tests/hostile/clients.t \
+         tests/hostile/files.t \
          tests/bench/smoke.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
          tests/unit/deb.t tests/image/image.t tests/shim/shim.t \

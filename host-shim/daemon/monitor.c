@@ -36,6 +36,8 @@ void daemon_monitor_init(Daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 
+	d->profiles_bad =
+		g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	d->profiles = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					    known_free);
 	d->pmu = vs_pmu_probe(&error);
@@ -46,6 +48,7 @@ void daemon_monitor_init(Daemon *d)
 void daemon_monitor_free(Daemon *d)
 {
 	g_clear_pointer(&d->profiles, g_hash_table_destroy);
+	g_clear_pointer(&d->profiles_bad, g_hash_table_destroy);
 }
 
 static gboolean sample(VsVm *vm, VsProfile *out, GError **error)
@@ -69,10 +72,20 @@ static gboolean measure(Daemon *d, VsVm *vm, VsProfile *out)
 	if (error)
 		g_debug("monitor: %s: %s", name, error->message);
 	g_clear_error(&error);
-	if (vs_profile_load_declared(d->cfg.conf_dir, name, out, &error))
+	if (vs_profile_load_declared(d->cfg.conf_dir, name, out, &error)) {
+		g_hash_table_remove(d->profiles_bad, name);
 		return TRUE;
-	if (!vs_error_is(error, VS_PROFILE_ABSENT))
-		g_warning("monitor: %s: %s", name, error->message);
+	}
+	if (vs_error_is(error, VS_PROFILE_ABSENT)) {
+		g_hash_table_remove(d->profiles_bad, name);
+		return FALSE;
+	}
+	if (g_strcmp0(g_hash_table_lookup(d->profiles_bad, name),
+		      error->message)) {
+		g_warning("monitor: %s: %s (said once)", name, error->message);
+		g_hash_table_replace(d->profiles_bad, g_strdup(name),
+				     g_strdup(error->message));
+	}
 	return FALSE;
 }
 

@@ -80,8 +80,10 @@ typedef struct {
 	gsize peer_key_len;
 	guint peer_conns;
 	/* monitor.c: paper 001's Monitor */
-	gboolean pmu;	      /* hardware counters usable */
-	GHashTable *profiles; /* VM -> its last profile (worker) */
+	gboolean pmu;		  /* hardware counters usable */
+	GHashTable *profiles;	  /* VM -> its last profile (worker) */
+	GHashTable *profiles_bad; /* VM -> why its declared one is refused,
+				     logged once per change (worker) */
 } Daemon;
 
 /* jobs.c */
