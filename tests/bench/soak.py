@@ -52,8 +52,12 @@ def cpus_of(text):
 
 
 def owned_twice(vms):
+    """pCPUs two managed VMs own (an unmanaged entry, one only tuned,
+    lists every pCPU: it runs anywhere and owns none)."""
     seen, twice = {}, []
     for name, v in vms.items():
+        if v.get("unmanaged"):
+            continue
         for c in cpus_of(v.get("pcpus")):
             if c in seen:
                 twice.append((c, seen[c], name))
@@ -83,7 +87,13 @@ class Soak:
     def violation(self, what):
         with self.lock:
             self.violations.append(what)
-        print(f"# VIOLATION {what}", flush=True)
+        try:
+            with open(self.ctl.ledger_path()) as f:
+                led = f.read()
+        except OSError as e:
+            led = str(e)
+        print(f"# VIOLATION {what}\n# the ledger now: "
+              + led.replace("\n", " "), flush=True)
 
     def op(self, rnd):
         led = read_ledger(self.ctl)
@@ -135,7 +145,8 @@ class Soak:
             vms = after[1]
             for n, s in sets.items():
                 v = vms.get(n)
-                if not v or v.get("mode") != "coop" or not v.get("pcpus"):
+                if not v or v.get("unmanaged") or v.get("mode") != "coop" \
+                        or not v.get("pcpus"):
                     continue
                 if cpus_of(s) != cpus_of(v["pcpus"]):
                     self.violation(f"guest {n} cpuset {s!r} but the ledger "
@@ -208,9 +219,10 @@ def main():
     d = Daemon(ctl, binary=os.path.join(REPO, "build", "san" if smoke else
                                         "rel", "vshared"))
     try:
-        p = ctl.run("cpus", "a", "--set", "0-1", "--mode", "coop")
-        if p.returncode:
-            raise RuntimeError(p.stderr)
+        for vm, cpus in (("a", "0-1"), ("b", "none")):
+            p = ctl.run("cpus", vm, "--set", cpus, "--mode", "coop")
+            if p.returncode:
+                raise RuntimeError(p.stderr)
         d.start(timeout=120)
         s = Soak(ctl, guests, d, seconds, kill_every)
         t0 = time.monotonic()
