@@ -124,15 +124,24 @@ static void notify_ready(void)
 	close(fd);
 }
 
-/* The last word on stopping: whatever a job waits for (a stuck guest or
- * libvirtd, a policy), vshared is gone VS_STOP_GRACE_S after SIGTERM. A
- * change cut short is what a crash leaves: the journal replays it at the
- * next start. */
-#define VS_STOP_GRACE_S 5
+/* The last word on stopping: whatever a job or the clean-up waits for (a
+ * stuck guest or libvirtd, a policy), vshared is gone VS_STOP_GRACE_S
+ * after SIGTERM, and the watchdog says where it was. A change cut short
+ * is what a crash leaves: the journal replays it at the next start. */
+#define VS_STOP_GRACE_S 10
 
 static GMutex stop_lock;
 static GCond stop_cond;
 static gboolean stop_done;
+static GThread *stop_thread; /* from the first SIGTERM to the exit */
+static const char *stop_stage = "the main loop"; /* under stop_lock */
+
+static void stop_at(const char *stage)
+{
+	g_mutex_lock(&stop_lock);
+	stop_stage = stage;
+	g_mutex_unlock(&stop_lock);
+}
 
 static gpointer stop_watchdog(gpointer data)
 {
@@ -141,26 +150,25 @@ static gpointer stop_watchdog(gpointer data)
 	g_mutex_lock(&stop_lock);
 	while (!stop_done)
 		if (!g_cond_wait_until(&stop_cond, &stop_lock, end)) {
-			g_warning("stopping: jobs still run after %d s; "
-				  "exiting without them (the journal "
-				  "recovers an unfinished change at the "
-				  "next start)",
-				  VS_STOP_GRACE_S);
+			g_warning("stopping: still in %s after %d s; exiting "
+				  "without it (the journal recovers an "
+				  "unfinished change at the next start)",
+				  stop_stage, VS_STOP_GRACE_S);
 			_exit(1);
 		}
 	g_mutex_unlock(&stop_lock);
 	return NULL;
 }
 
-static void stop_finished(GThread *watchdog)
+static void stop_finished(void)
 {
-	if (!watchdog)
+	if (!stop_thread)
 		return;
 	g_mutex_lock(&stop_lock);
 	stop_done = TRUE;
 	g_cond_signal(&stop_cond);
 	g_mutex_unlock(&stop_lock);
-	g_thread_join(watchdog);
+	g_thread_join(g_steal_pointer(&stop_thread));
 }
 
 static gboolean on_quit(gpointer data)
@@ -168,6 +176,9 @@ static gboolean on_quit(gpointer data)
 	Daemon *d = data;
 
 	g_message("stopping");
+	if (!stop_thread) /* everything from here on is bounded */
+		stop_thread =
+			g_thread_new("stop-watchdog", stop_watchdog, NULL);
 	d->stopping = TRUE;
 	if (d->policy) /* a policy run in progress ends at its next check */
 		vs_policy_engine_interrupt(d->policy);
@@ -260,7 +271,6 @@ static void metrics_dir(Daemon *d)
 static int run(Daemon *d)
 {
 	g_autoptr(GError) error = NULL;
-	GThread *watchdog;
 
 	daemon_jobs_init(d);
 	metrics_dir(d);
@@ -287,7 +297,7 @@ static int run(Daemon *d)
 		  d->socket_path, d->session.ledger->generation);
 	notify_ready();
 	g_main_loop_run(d->loop);
-	watchdog = g_thread_new("stop-watchdog", stop_watchdog, NULL);
+	stop_at("the drain of jobs");
 	/* the drain below dispatches what is due: no timer may queue a job
 	 * on the pool being freed (measured: a tick due during the drain
 	 * pushed onto the freed pool and leaked its job) */
@@ -297,10 +307,10 @@ static int run(Daemon *d)
 	daemon_transfer_stop(d);
 	daemon_libvirt_stop(d);
 	g_thread_pool_free(d->pool, FALSE, TRUE);
+	stop_at("the layout's mover");
 	daemon_layout_stop(d);
 	while (g_main_context_iteration(NULL, FALSE)) /* job_done callbacks */
 		;
-	stop_finished(watchdog);
 	return 0;
 }
 
@@ -339,7 +349,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	rc = run(&d);
+	stop_at("the clean-up (VMs, policies, libvirt)");
 	cleanup(&d);
+	stop_finished();
 	g_free(opt_conf);
 	g_free(opt_state);
 	g_free(opt_socket);
