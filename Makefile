@@ -219,7 +219,7 @@ run-bench-kernel: build/rel/vshare-agent
 # both kernel series tried on the newest linux-source-6.1 in the archive
 # (fetched into the cache, not installed): a rebase seen before it is forced
 rebase-check:
-	guest-kernel/scripts/build.sh rebase-check; g=$$?; \
+	@guest-kernel/scripts/build.sh rebase-check; g=$$?; \
 	host-shim/kvm-patches/scripts/build.sh rebase-check; k=$$?; \
 	exit $$((g | k))
 
