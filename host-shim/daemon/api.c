@@ -145,9 +145,23 @@ static gboolean flush_out(Client *c)
 	return TRUE;
 }
 
+static gboolean on_write_deadline(gpointer data);
+static GSource *attach(GSource *src, GSourceFunc fn, Client *c);
+
+/* The client read something: its 30 s start again. */
+static void progress(Client *c)
+{
+	if (!c->deadline)
+		return;
+	drop_source(&c->deadline);
+	c->deadline = attach(g_timeout_source_new_seconds(VS_CLIENT_WRITE_S),
+			     on_write_deadline, c);
+}
+
 static gboolean on_writable(gint fd, GIOCondition cond, gpointer data)
 {
 	Client *c = data;
+	guint before = c->out->len;
 
 	if (c->closed)
 		return G_SOURCE_REMOVE;
@@ -155,6 +169,8 @@ static gboolean on_writable(gint fd, GIOCondition cond, gpointer data)
 		client_close(c);
 	else if (!c->out->len)
 		stop_writing(c);
+	else if (c->out->len < before)
+		progress(c);
 	return c->wsrc ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
 }
 
@@ -209,13 +225,8 @@ void client_reply(Client *c, GBytes *bytes)
 		client_close(c);
 		return;
 	}
-	if (c->out->len && c->out->len < before + len && c->deadline) {
-		/* progress: the deadline starts again */
-		drop_source(&c->deadline);
-		c->deadline =
-			attach(g_timeout_source_new_seconds(VS_CLIENT_WRITE_S),
-			       on_write_deadline, c);
-	}
+	if (c->out->len && c->out->len < before + len)
+		progress(c);
 	if (c->out->len)
 		want_write(c);
 }
