@@ -69,21 +69,25 @@ static void drop(Daemon *d)
 	virConnectClose(conn);
 }
 
-static gboolean connect_libvirt(Daemon *d)
+/* At start, waits for libvirtd for at most VS_LIBVIRT_OPEN_MS; later
+ * never blocks the loop: the open runs on a helper thread, and a later
+ * tick takes the connection it made. */
+static gboolean connect_libvirt(Daemon *d, gboolean wait)
 {
-	virConnectPtr conn = virConnectOpen(d->libvirt_uri);
+	g_autoptr(GError) e = NULL;
+	virConnectPtr conn = vs_libvirt_open(d->libvirt_uri, wait, &e);
 
-	if (!conn)
+	if (!conn) {
+		g_debug("%s", e->message);
 		return FALSE;
+	}
 	d->libvirt = conn;
 	d->libvirt_cb = virConnectDomainEventRegisterAny(
 		conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 		VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), d, NULL);
+	/* A libvirtd that exits closes the socket, one that hangs is closed
+	 * by the keepalive: both end in on_close. */
 	virConnectRegisterCloseCallback(conn, on_close, d, NULL);
-	/* A libvirtd that exits closes the socket (the close callback);
-	 * keepalive only catches a hung one, so it may be slow: one ping a
-	 * minute keeps the idle daemon asleep. */
-	virConnectSetKeepAlive(conn, 60, 3);
 	return TRUE;
 }
 
@@ -92,7 +96,7 @@ static gboolean reconnect(gpointer data)
 	Daemon *d = data;
 
 	drop(d);
-	if (!connect_libvirt(d))
+	if (!connect_libvirt(d, FALSE))
 		return G_SOURCE_CONTINUE; /* libvirtd still down */
 	g_message("libvirt: reconnected to %s", d->libvirt_uri);
 	d->libvirt_lost = FALSE;
@@ -119,7 +123,7 @@ void daemon_libvirt_start(Daemon *d)
 {
 	if (!d->libvirt_uri)
 		return;
-	if (!connect_libvirt(d)) {
+	if (!connect_libvirt(d, TRUE)) {
 		g_message("libvirt: %s not reachable yet: retrying",
 			  d->libvirt_uri);
 		d->libvirt_timer = g_timeout_add_seconds(1, reconnect, d);

@@ -44,13 +44,9 @@ GPtrArray *vs_libvirt_discover(const char *uri, GError **error)
 
 	virInitialize();
 	virSetErrorFunc(NULL, quiet);
-	vs_libvirt_events_init();
-	conn = virConnectOpen(uri);
-	if (!conn) {
-		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
-			    "libvirt %s: %s", uri, virGetLastErrorMessage());
+	conn = vs_libvirt_open(uri, TRUE, error);
+	if (!conn)
 		return NULL;
-	}
 	n = virConnectListAllDomains(conn, &doms,
 				     VIR_CONNECT_LIST_DOMAINS_ACTIVE);
 	for (int i = 0; i < n; i++) {

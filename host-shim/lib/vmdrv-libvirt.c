@@ -237,13 +237,12 @@ static gboolean connect_dom(VsVm *vm, GError **error)
 			    "VM %s: no libvirt domain given", vm->conf->name);
 		return FALSE;
 	}
-	p->conn = virConnectOpen(uri);
-	if (!p->conn)
-		return virt_fail(vm, uri, error);
-	/* libvirt's default keepalive (a ping every 5 s once an event loop
-	 * is registered) would wake an idle vshared per VM; a dead libvirtd
-	 * is seen on the next call anyway (UNREACHABLE, then reconnect). */
-	virConnectSetKeepAlive(p->conn, 60, 3);
+	/* bounded open; the keepalive bounds calls where a loop runs it */
+	p->conn = vs_libvirt_open(uri, TRUE, error);
+	if (!p->conn) {
+		g_prefix_error(error, "VM %s: ", vm->conf->name);
+		return FALSE;
+	}
 	p->dom = lookup(p->conn, id);
 	if (!p->dom)
 		return virt_fail(vm, id, error);

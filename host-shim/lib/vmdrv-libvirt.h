@@ -53,6 +53,15 @@ void vs_libvirt_events_kick(void);
  * context when this thread can own it, else wait for a kick. */
 void vs_libvirt_events_wait(gboolean (*done)(gpointer data), gpointer data,
 			    gint64 deadline);
+/* A connection to @uri with the keepalive on (vmdrv-libvirt-open.c):
+ * the open runs on a helper thread, one per URI at a time; @wait: for at
+ * most VS_LIBVIRT_OPEN_MS, else only a connection already made. NULL:
+ * UNREACHABLE ("did not answer within" while an open is in flight). */
+#define VS_LIBVIRT_OPEN_MS	   10000
+#define VS_LIBVIRT_KEEPALIVE_S	   10 /* a silent libvirtd is dropped */
+#define VS_LIBVIRT_KEEPALIVE_COUNT 1  /* after S x (COUNT + 1) s */
+typedef struct _virConnect *VsVirConnect;
+VsVirConnect vs_libvirt_open(const char *uri, gboolean wait, GError **error);
 /* Run what is pending (deferred frees) when no one else runs the
  * context; after a connection is closed. */
 void vs_libvirt_events_drain(void);

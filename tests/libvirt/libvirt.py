@@ -20,7 +20,10 @@ node 1 MemTotal), the ledger file, the journal file, vshared's log.
   3. virsh destroy B: B leaves the ledger, A keeps pCPU 0
   4. libvirtd SIGKILLed and restarted: vshared reconnects, ledger
      unchanged, later changes of A go through it
-  5. B started again (discovered again), vshared SIGKILLed at step 2 of a
+  5. libvirtd SIGSTOPped (it accepts and never answers): a change through
+     vshared fails within the deadlines instead of hanging, vshared keeps
+     answering; after SIGCONT it reconnects and changes go through
+  6. B started again (discovered again), vshared SIGKILLed at step 2 of a
      lend, restarted: old or new ledger, journal gone, guests agree
 """
 import json
@@ -147,7 +150,7 @@ def check_monitor(t, ctl, dmn, lv, a):
     t.ok(prof.get("mpki") == 12.5 and prof.get("class") == "memory" and
          prof.get("source") == "declared",
          "status through vshared shows A's profile", st.get("profile"))
-    line = f'vshare_vm_llc_mpki{{vm="{a.name}",source="declared"}} 12.5'
+    line = f'vshare_vm_llc_mpki{{domain="{a.name}",source="declared"}} 12.5'
     t.ok(bool(wait_for(lambda: line in open(dmn.metrics).read(), 10)),
          "metrics: A's LLC misses per kilo-instruction, labelled declared",
          line)
@@ -251,6 +254,47 @@ def check_libvirtd_restart(t, ctl, dmn, lv, a, base):
          (p.stdout + p.stderr, m, kib, base["a"]))
 
 
+def check_libvirtd_stopped(t, ctl, dmn, lv, a):
+    """A hung libvirtd: the open has a deadline (a helper thread), a call
+    in flight is cut by the keepalive (run by vshared's loop)."""
+    A = a.name
+    pid = lv.libvirtd.pid
+    before = ledger(ctl)
+    off = log_size(dmn)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        p = ctl.run("cpus", A, "--set", "0", "--mode", "coop", timeout=150)
+        t.ok(p.returncode != 0 and p.seconds < 90 and
+             "libvirt" in p.stderr,
+             f"libvirtd SIGSTOPped: `cpus {A} --set 0` through vshared "
+             f"fails in {p.seconds:.1f} s (< 90) naming libvirt",
+             (p.returncode, p.stdout + p.stderr, log_since(dmn, off)))
+        t0 = time.monotonic()
+        alive = dmn.ping()
+        s = ctl.run("status", timeout=150)
+        t.ok(alive and s.seconds < 30 and dmn.proc.poll() is None,
+             f"vshared still answers: ping, then status in {s.seconds:.1f}"
+             f" s (< 30; rc {s.returncode}), {time.monotonic() - t0:.1f} "
+             "s in all", (s.stdout + s.stderr)[-2000:])
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    back = wait_for(lambda: "reconnected" in log_since(dmn, off), 60)
+    t.ok(back, "libvirtd SIGCONTed: vshared's log says it reconnected",
+         log_since(dmn, off))
+    settled = wait_for(lambda: not os.path.exists(ctl.journal_path()), 60)
+    led = ledger(ctl)
+    t.ok(settled and led.get(A, {}).get("pcpus") in
+         ("0", before[A]["pcpus"]),
+         f"no journal left; A's pCPUs in the ledger are the old or the "
+         f"new set ({led.get(A, {}).get('pcpus')})", (before, led))
+    p = ctl.run("cpus", A, "--set", "0-1", "--mode", "coop")
+    t.ok(p.returncode == 0 and ledger(ctl)[A]["pcpus"] == "0-1",
+         f"after SIGCONT: `cpus {A} --set 0-1 --mode coop` through vshared",
+         p.stdout + p.stderr + log_since(dmn, off)[-2000:])
+    t.eq(a.vcpupin(), {0: "0", 1: "1"}, "virsh vcpupin: A 1:1 again")
+    check_confined(t, a, {0, 1}, {0, 1}, "guest A after libvirtd resumed")
+
+
 def guests_agree(t, ctl, a, b, base, what):
     """Each guest's allowed CPUs and node-1 memory are what the ledger
     file says (a VM not in the ledger: unconfined, its own 128M)."""
@@ -337,6 +381,7 @@ def main():
         check_destroy(t, ctl, dmn, a, b)
         check_libvirtd_restart(t, ctl, dmn, lv, a, base)
         pids.append(lv.libvirtd.pid)
+        check_libvirtd_stopped(t, ctl, dmn, lv, a)
         b.boot()
         base["b"] = node1_kib(b)  # a fresh boot: its own baseline
         t.ok(bool(wait_for(lambda: discovered(ctl, (a.name, b.name)), 60)),
