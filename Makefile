@@ -36,6 +36,8 @@ AGENT_SRC := agent/main.c agent/channel.c agent/commands.c agent/cgroup.c \
 HOSTLIB_SRC := $(wildcard host-shim/lib/*.c)
 CLI_SRC   := $(wildcard host-shim/cli/*.c)
 POLICY_SRC := $(wildcard host-shim/policy/*.c) build/gen/policy-prelude.c
+# the one lib file the policy engine's tests need (its metrics' writer)
+PROM_SRC  := host-shim/lib/prom.c
 # libplesim (the PLE model, docs/ple.md); vshare-plesim.c is its CLI
 PLESIM_SRC := $(filter-out %/vshare-plesim.c,$(wildcard host-shim/plesim/*.c))
 DAEMON_SRC := $(wildcard host-shim/daemon/*.c) build/gen/vs-host-schema.c \
@@ -127,13 +129,13 @@ build/rel/vshared: $(DAEMON_SRC:%.c=build/rel/%.o) $(HOSTLIB_SRC:%.c=build/rel/%
 build/san/vshared: $(DAEMON_SRC:%.c=build/san/%.o) $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) $(LUA_LIBS)
 
-build/san/test-policy: build/san/tests/unit/test-policy.o $(POLICY_SRC:%.c=build/san/%.o)
+build/san/test-policy: build/san/tests/unit/test-policy.o $(POLICY_SRC:%.c=build/san/%.o) $(PROM_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS)
 
-build/san/test-layout: build/san/tests/unit/test-layout.o $(POLICY_SRC:%.c=build/san/%.o)
+build/san/test-layout: build/san/tests/unit/test-layout.o $(POLICY_SRC:%.c=build/san/%.o) $(PROM_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS)
 
-build/rel/bench-policy: build/rel/tests/unit/test-policy.o $(POLICY_SRC:%.c=build/rel/%.o)
+build/rel/bench-policy: build/rel/tests/unit/test-policy.o $(POLICY_SRC:%.c=build/rel/%.o) $(PROM_SRC:%.c=build/rel/%.o)
 	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS)
 
 build/san/test-libvirt-xml: build/san/tests/unit/test-libvirt-xml.o $(HOSTLIB_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)

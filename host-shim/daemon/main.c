@@ -34,8 +34,8 @@ static GOptionEntry entries[] = {
 	{ "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
 	  "control socket (default /run/vshare/vshared.sock)", "PATH" },
 	{ "metrics-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_metrics,
-	  "Prometheus text file (default /run/vshare-metrics/vshare.prom; "
-	  "its directory is made readable for the collector)",
+	  "Prometheus text file, mode 0644 (default " VS_METRICS_FILE
+	  ": node_exporter's textfile directory)",
 	  "PATH" },
 	{ "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &opt_libvirt,
 	  "follow this libvirtd: every domain with the org.vshare.agent.0 "
@@ -92,8 +92,7 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 	d->cfg.qmp_timeout_ms = opt_qmp_timeout * 1000;
 	d->cfg.mem_timeout_ms = opt_mem_timeout * 1000;
 	d->socket_path = g_strdup(opt_socket ? opt_socket : VS_DAEMON_SOCKET);
-	d->metrics_path =
-		g_strdup(opt_metrics ? opt_metrics : "/run/vshare/vshare.prom");
+	d->metrics_path = g_strdup(opt_metrics ? opt_metrics : VS_METRICS_FILE);
 	d->metrics_interval_s = opt_interval;
 	d->libvirt_uri = g_strdup(opt_libvirt);
 	d->policy_dir = g_strdup(opt_policies ? opt_policies : VS_POLICY_DIR);
@@ -258,14 +257,15 @@ static gboolean start_session(Daemon *d, GError **error)
 	return TRUE;
 }
 
-/* node_exporter runs unprivileged: the metrics directory is world
- * readable (the state and socket directories are not). */
+/* The metrics file's directory, made 0755 when missing (node_exporter
+ * runs unprivileged); an existing one is left as its owner made it. A
+ * directory that cannot be made is said by the first write. */
 static void metrics_dir(Daemon *d)
 {
 	g_autofree char *dir = g_path_get_dirname(d->metrics_path);
 
-	if (g_mkdir_with_parents(dir, 0755) < 0 || chmod(dir, 0755) < 0)
-		g_warning("metrics: %s: %s", dir, g_strerror(errno));
+	if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
+		g_mkdir_with_parents(dir, 0755);
 }
 
 static int run(Daemon *d)

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * Metrics in Prometheus text format, written the way node_exporter's
- * textfile collector wants (a temp file renamed over the old one), from
+ * textfile collector wants (a temp file renamed over the old one; by
+ * default in Debian's collector directory, VS_METRICS_FILE), from
  * the same observation `vsharectl status` shows: per-pCPU owner, per-vCPU
  * host use and the guest's busy/idle/steal, agent reachability, lends and
  * their latency.
  */
 #include "vshared.h"
+#include "vshare-prom.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -35,28 +37,60 @@ static double stat_of(Daemon *d, const char *key)
 	return p ? *p : 0;
 }
 
-static void help(GString *s, const char *name, const char *type,
-		 const char *text)
+/* Every family the file has, in its order (HELP and TYPE each). */
+static void families(VsProm *p)
 {
-	g_string_append_printf(s, "# HELP %s %s\n# TYPE %s %s\n", name, text,
-			       name, type);
+	static const char *const f[][3] = {
+		{ "vshare_build_info", "gauge",
+		  "vshared's version (the value is always 1)" },
+		{ "vshare_ledger_generation", "gauge",
+		  "generation of the ledger (bumped by every change)" },
+		{ "vshare_pcpu_owner", "gauge",
+		  "1 for the VM owning the pCPU (domain=\"\": free)" },
+		{ "vshare_vm_up", "gauge", "1 when the VM's QEMU answers" },
+		{ "vshare_vm_agent_up", "gauge",
+		  "1 when the vshare agent in the guest answers" },
+		{ "vshare_vcpu_host_busy_ratio", "gauge",
+		  "share of a host CPU the vCPU thread used last interval" },
+		{ "vshare_vcpu_throttled", "gauge",
+		  "1 while vshared throttles the vCPU (coop guard)" },
+		{ "vshare_vcpu_guest_seconds_total", "counter",
+		  "guest time of the vCPU by state, as the agent reports it" },
+		{ "vshare_vm_llc_mpki", "gauge",
+		  "last-level cache misses per kilo-instruction" },
+		{ "vshare_vm_memory_bandwidth_bytes_per_second", "gauge",
+		  "memory bandwidth of the VM" },
+		{ "vshare_vm_memory_bound", "gauge",
+		  "1 when the VM's profile classes it memory-bound" },
+		{ "vshare_vm_memory_bytes", "gauge",
+		  "guest memory by NUMA node (kind=plugged: virtio-mem)" },
+		{ "vshare_changes_total", "counter",
+		  "ledger changes by result" },
+		{ "vshare_lend_seconds", "summary",
+		  "time of a lend, end to end" },
+		{ "vshare_coop_violations_total", "counter",
+		  "coop VMs switched to enforce for using vCPUs they lent" },
+		{ "vshare_vms_gone_total", "counter",
+		  "VMs whose QEMU went away under vshared" },
+	};
+
+	for (guint i = 0; i < G_N_ELEMENTS(f); i++)
+		vs_prom_family(p, f[i][0], f[i][1], f[i][2]);
 }
 
-static void pcpu_owners(Daemon *d, GString *s)
+static void pcpu_owners(Daemon *d, VsProm *p)
 {
 	VsHost *h = &d->session.host;
 
-	help(s, "vshare_pcpu_owner", "gauge",
-	     "1 for the VM owning the pCPU (vm=\"\": free)");
 	for (guint i = 0; i < h->pcpus->len; i++) {
 		guint cpu = g_array_index(h->pcpus, guint, i);
 		const char *o = vs_ledger_owner(d->session.ledger, cpu);
+		char c[16], n[16];
 
-		g_string_append_printf(
-			s,
-			"vshare_pcpu_owner{pcpu=\"%u\",node=\"%d\","
-			"vm=\"%s\"} 1\n",
-			cpu, vs_host_node_of(h, cpu), o ? o : "");
+		g_snprintf(c, sizeof(c), "%u", cpu);
+		g_snprintf(n, sizeof(n), "%d", vs_host_node_of(h, cpu));
+		vs_prom_add(p, "vshare_pcpu_owner", NULL, 1, "cpu", c, "node",
+			    n, "domain", o ? o : "", NULL);
 	}
 }
 
@@ -69,143 +103,137 @@ static gint64 int_of(JsonObject *o, const char *k)
 		       : -1;
 }
 
-static void vcpu_lines(GString *s, const char *vm, JsonObject *v)
+static void vcpu_lines(VsProm *p, const char *vm, JsonObject *v)
 {
 	static const char *const st[] = { "busy", "idle", "steal" };
-	gint64 i = int_of(v, "vcpu");
 	double pct = json_object_get_double_member(v, "host-cpu-percent");
+	char i[24];
 
+	g_snprintf(i, sizeof(i), "%" G_GINT64_FORMAT, int_of(v, "vcpu"));
 	if (pct >= 0)
-		g_string_append_printf(s,
-				       "vshare_vcpu_host_busy_ratio{vm=\"%s\","
-				       "vcpu=\"%" G_GINT64_FORMAT "\"} %.4f\n",
-				       vm, i, pct / 100);
-	g_string_append_printf(
-		s,
-		"vshare_vcpu_throttled{vm=\"%s\",vcpu=\"%" G_GINT64_FORMAT
-		"\"} %d\n",
-		vm, i, json_object_get_boolean_member(v, "throttled"));
+		vs_prom_add(p, "vshare_vcpu_host_busy_ratio", NULL, pct / 100,
+			    "domain", vm, "vcpu", i, NULL);
+	vs_prom_add(p, "vshare_vcpu_throttled", NULL,
+		    json_object_get_boolean_member(v, "throttled"), "domain",
+		    vm, "vcpu", i, NULL);
 	for (guint k = 0; k < 3; k++) {
 		g_autofree char *key = g_strdup_printf("guest-%s-ms", st[k]);
 		gint64 ms = int_of(v, key);
 
 		if (ms >= 0)
-			g_string_append_printf(
-				s,
-				"vshare_vcpu_guest_seconds_total{vm=\"%s\","
-				"vcpu=\"%" G_GINT64_FORMAT "\",state=\"%s\"} "
-				"%.3f\n",
-				vm, i, st[k], ms / 1000.0);
+			vs_prom_add(p, "vshare_vcpu_guest_seconds_total", NULL,
+				    ms / 1000.0, "domain", vm, "vcpu", i,
+				    "state", st[k], NULL);
 	}
 }
 
 /* The Monitor's profile (monitor.c), when the VM has one. */
-static void profile_lines(GString *s, const char *name, JsonObject *vm)
+static void profile_lines(VsProm *p, const char *name, JsonObject *vm)
 {
-	JsonObject *p = json_object_has_member(vm, "profile")
+	JsonObject *o = json_object_has_member(vm, "profile")
 				? json_object_get_object_member(vm, "profile")
 				: NULL;
 	const char *src, *cls;
 
-	if (!p)
+	if (!o)
 		return;
-	src = json_object_get_string_member_with_default(p, "source", "");
-	cls = json_object_get_string_member_with_default(p, "class", "");
-	if (json_object_has_member(p, "mpki"))
-		g_string_append_printf(
-			s, "vshare_vm_llc_mpki{vm=\"%s\",source=\"%s\"} %g\n",
-			name, src, json_object_get_double_member(p, "mpki"));
-	if (json_object_has_member(p, "bandwidth-mbps"))
-		g_string_append_printf(
-			s,
-			"vshare_vm_mem_bandwidth_mbps{vm=\"%s\",source=\"%s\"} "
-			"%g\n",
-			name, src,
-			json_object_get_double_member(p, "bandwidth-mbps"));
-	g_string_append_printf(
-		s,
-		"vshare_vm_memory_bound{vm=\"%s\",source=\"%s\"} "
-		"%d\n",
-		name, src, !strcmp(cls, "memory"));
+	src = json_object_get_string_member_with_default(o, "source", "");
+	cls = json_object_get_string_member_with_default(o, "class", "");
+	if (json_object_has_member(o, "mpki"))
+		vs_prom_add(p, "vshare_vm_llc_mpki", NULL,
+			    json_object_get_double_member(o, "mpki"), "domain",
+			    name, "source", src, NULL);
+	if (json_object_has_member(o, "bandwidth-mbps")) /* MB/s */
+		vs_prom_add(p, "vshare_vm_memory_bandwidth_bytes_per_second",
+			    NULL,
+			    json_object_get_double_member(o, "bandwidth-mbps") *
+				    1e6,
+			    "domain", name, "source", src, NULL);
+	vs_prom_add(p, "vshare_vm_memory_bound", NULL, !strcmp(cls, "memory"),
+		    "domain", name, "source", src, NULL);
 }
 
-static void vm_lines(GString *s, JsonObject *vm)
+static void vm_lines(VsProm *p, JsonObject *vm)
 {
 	const char *name = json_object_get_string_member(vm, "name");
 	gboolean up = json_object_get_boolean_member(vm, "reachable");
 	JsonObject *agent;
 	JsonArray *a;
 
-	g_string_append_printf(s, "vshare_vm_up{vm=\"%s\"} %d\n", name, up);
+	vs_prom_add(p, "vshare_vm_up", NULL, up, "domain", name, NULL);
 	if (!up)
 		return;
 	agent = json_object_get_object_member(vm, "agent");
-	g_string_append_printf(
-		s, "vshare_agent_reachable{vm=\"%s\"} %d\n", name,
-		json_object_get_boolean_member(agent, "reachable"));
+	vs_prom_add(p, "vshare_vm_agent_up", NULL,
+		    json_object_get_boolean_member(agent, "reachable"),
+		    "domain", name, NULL);
 	a = json_object_get_array_member(vm, "vcpus");
 	for (guint i = 0; i < json_array_get_length(a); i++)
-		vcpu_lines(s, name, json_array_get_object_element(a, i));
-	profile_lines(s, name, vm);
+		vcpu_lines(p, name, json_array_get_object_element(a, i));
+	profile_lines(p, name, vm);
 	a = json_object_get_array_member(vm, "memory");
 	for (guint i = 0; i < json_array_get_length(a); i++) {
 		JsonObject *m = json_array_get_object_element(a, i);
+		char n[24];
 
-		g_string_append_printf(
-			s,
-			"vshare_vm_mem_bytes{vm=\"%s\",node=\"%" G_GINT64_FORMAT
-			"\",kind=\"plugged\"} %" G_GINT64_FORMAT "\n",
-			name, int_of(m, "node"), int_of(m, "plugged-bytes"));
+		g_snprintf(n, sizeof(n), "%" G_GINT64_FORMAT,
+			   int_of(m, "node"));
+		vs_prom_add(p, "vshare_vm_memory_bytes", NULL,
+			    (double)int_of(m, "plugged-bytes"), "domain", name,
+			    "node", n, "kind", "plugged", NULL);
 	}
 }
 
-static void counters(Daemon *d, GString *s)
+static void counters(Daemon *d, VsProm *p)
 {
-	help(s, "vshare_changes_total", "counter", "ledger changes by result");
-	g_string_append_printf(s, "vshare_changes_total{result=\"ok\"} %.0f\n",
-			       stat_of(d, "changes_ok"));
-	g_string_append_printf(s,
-			       "vshare_changes_total{result=\"failed\"} %.0f\n",
-			       stat_of(d, "changes_failed"));
-	help(s, "vshare_lend_seconds", "summary", "time of a lend, end to end");
-	g_string_append_printf(s, "vshare_lend_seconds_sum %.6f\n",
-			       stat_of(d, "lend_seconds"));
-	g_string_append_printf(s, "vshare_lend_seconds_count %.0f\n",
-			       stat_of(d, "lends"));
-	help(s, "vshare_coop_violations_total", "counter",
-	     "coop VMs switched to enforce for using vCPUs they lent");
-	g_string_append_printf(s, "vshare_coop_violations_total %.0f\n",
-			       stat_of(d, "coop_violations"));
-	help(s, "vshare_vms_gone_total", "counter",
-	     "VMs whose QEMU went away under vshared");
-	g_string_append_printf(s, "vshare_vms_gone_total %.0f\n",
-			       stat_of(d, "vms_gone"));
+	vs_prom_add(p, "vshare_changes_total", NULL, stat_of(d, "changes_ok"),
+		    "result", "ok", NULL);
+	vs_prom_add(p, "vshare_changes_total", NULL,
+		    stat_of(d, "changes_failed"), "result", "failed", NULL);
+	vs_prom_add(p, "vshare_lend_seconds", "_sum",
+		    stat_of(d, "lend_seconds"), NULL);
+	vs_prom_add(p, "vshare_lend_seconds", "_count", stat_of(d, "lends"),
+		    NULL);
+	vs_prom_add(p, "vshare_coop_violations_total", NULL,
+		    stat_of(d, "coop_violations"), NULL);
+	vs_prom_add(p, "vshare_vms_gone_total", NULL, stat_of(d, "vms_gone"),
+		    NULL);
 }
 
 static void write_metrics(Daemon *d)
 {
-	g_autoptr(GString) s = g_string_new(NULL);
+	g_autoptr(VsProm) p = vs_prom_new();
 	JsonArray *vms = json_object_get_array_member(
 		json_node_get_object(d->last_status), "vms");
 	g_autoptr(GError) e = NULL;
+	g_autofree char *text = NULL;
 
 	if (!d->metrics_path)
 		return;
-	help(s, "vshare_ledger_generation", "gauge", "ledger generation");
-	g_string_append_printf(
-		s, "vshare_ledger_generation %" G_GUINT64_FORMAT "\n",
-		d->session.ledger->generation);
-	pcpu_owners(d, s);
-	help(s, "vshare_vm_up", "gauge", "QEMU reachable");
+	families(p);
+	vs_prom_add(p, "vshare_build_info", NULL, 1, "version",
+		    vs_schema_version, NULL);
+	vs_prom_add(p, "vshare_ledger_generation", NULL,
+		    (double)d->session.ledger->generation, NULL);
+	pcpu_owners(d, p);
 	for (guint i = 0; i < json_array_get_length(vms); i++)
-		vm_lines(s, json_array_get_object_element(vms, i));
-	counters(d, s);
+		vm_lines(p, json_array_get_object_element(vms, i));
+	counters(d, p);
 	if (d->policy)
-		vs_policy_metrics(d->policy, s);
-	/* readable by the collector (node_exporter runs unprivileged) */
-	if (!vs_write_private(d->metrics_path, s->str, &e) ||
-	    chmod(d->metrics_path, 0644) < 0)
-		g_warning("metrics: %s", e ? e->message : g_strerror(errno));
+		vs_policy_metrics(d->policy, p);
+	text = vs_prom_text(p);
+	/* world-readable from the start (node_exporter runs unprivileged),
+	 * renamed over the old file: a scrape sees one or the other */
+	if (vs_write_file_mode(d->metrics_path, text, 0644, &e)) {
+		if (d->metrics_failing)
+			g_message("metrics: %s written again", d->metrics_path);
+		d->metrics_failing = FALSE;
+	} else if (!d->metrics_failing) { /* once, not at every tick */
+		g_warning("metrics: %s (not written until this is fixed; "
+			  "--metrics-file chooses the file)",
+			  e->message);
+		d->metrics_failing = TRUE;
+	}
 }
 
 void daemon_metrics_tick(Daemon *d)

@@ -39,6 +39,7 @@ typedef struct {
 	GHashTable *watches; /* name -> Watch (loop) */
 	char *socket_path;
 	char *metrics_path;
+	gboolean metrics_failing; /* said once until a write works (worker) */
 	int metrics_interval_s;
 	VsObservation *obs;    /* metrics: since the last tick (worker) */
 	JsonNode *last_status; /* the last tick's status document (worker) */
@@ -174,5 +175,8 @@ void daemon_monitor_tick(Daemon *d, JsonNode *status);
 gboolean daemon_monitor_profile(Daemon *d, const char *vm, VsProfile *out);
 
 /* metrics.c (worker) */
+/* Where Debian's prometheus-node-exporter reads text files by default
+ * (--collector.textfile.directory). */
+#define VS_METRICS_FILE "/var/lib/prometheus/node-exporter/vshare.prom"
 void daemon_metrics_tick(Daemon *d);
 void daemon_stat_add(Daemon *d, const char *key, double v);

@@ -63,6 +63,12 @@ static gboolean write_all(int fd, const char *text, gsize len)
 
 gboolean vs_write_private(const char *path, const char *text, GError **error)
 {
+	return vs_write_file_mode(path, text, 0600, error);
+}
+
+gboolean vs_write_file_mode(const char *path, const char *text, mode_t mode,
+			    GError **error)
+{
 	g_autofree char *dir = g_path_get_dirname(path);
 	g_autofree char *tmp = NULL;
 	int fd = -1, dfd, saved;
@@ -78,7 +84,8 @@ gboolean vs_write_private(const char *path, const char *text, GError **error)
 	}
 	if (fd < 0)
 		return fail_errno(error, errno, "cannot create", tmp);
-	if (!write_all(fd, text, strlen(text)) || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || !write_all(fd, text, strlen(text)) ||
+	    fsync(fd) < 0) {
 		saved = errno ? errno : EIO;
 		close(fd);
 		unlink(tmp);

@@ -120,6 +120,9 @@ gboolean vs_state_dir_ensure(const char *dir, GError **error);
 /* Temp file created O_EXCL|O_NOFOLLOW, mode 0600, fsync, rename, fsync of
  * the directory. */
 gboolean vs_write_private(const char *path, const char *text, GError **error);
+/* The same with @mode (e.g. 0644 for a file others read). */
+gboolean vs_write_file_mode(const char *path, const char *text, mode_t mode,
+			    GError **error);
 /* Read at most @max bytes of a file; larger is an error. */
 char *vs_read_bounded(const char *path, gsize max, GError **error);
 

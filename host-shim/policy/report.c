@@ -194,57 +194,34 @@ JsonNode *vs_policy_show(VsPolicyEngine *e, const char *name, GError **error)
 	return NULL;
 }
 
-void vs_policy_metrics(VsPolicyEngine *e, GString *s)
+void vs_policy_metrics(VsPolicyEngine *e, VsProm *m)
 {
-	g_string_append(s, "# HELP vshare_policy_enabled 1 when the policy "
-			   "runs\n# TYPE vshare_policy_enabled gauge\n");
-	for (guint i = 0; i < e->policies->len; i++) {
-		VsPolicy *p = e->policies->pdata[i];
+	static const char *const r[] = { "ok", "refused", "failed" };
 
-		g_string_append_printf(s,
-				       "vshare_policy_enabled{policy=\"%s\"} "
-				       "%d\n",
-				       p->name, p->enabled && p->L);
-	}
-	g_string_append(s, "# HELP vshare_policy_acts_total acts by result\n"
-			   "# TYPE vshare_policy_acts_total counter\n");
+	vs_prom_family(m, "vshare_policy_enabled", "gauge",
+		       "1 when the policy runs");
+	vs_prom_family(m, "vshare_policy_acts_total", "counter",
+		       "acts of the policy by result");
+	vs_prom_family(m, "vshare_policy_faults_total", "counter",
+		       "policies disabled for an error, the instruction "
+		       "budget or the memory limit");
+	vs_prom_family(m, "vshare_policy_run_seconds", "summary",
+		       "time of one callback run");
 	for (guint i = 0; i < e->policies->len; i++) {
 		VsPolicy *p = e->policies->pdata[i];
-		const char *r[] = { "ok", "refused", "failed" };
 		guint64 v[] = { p->acts_ok, p->acts_refused, p->acts_failed };
 
+		vs_prom_add(m, "vshare_policy_enabled", NULL,
+			    p->enabled && p->L, "policy", p->name, NULL);
 		for (guint k = 0; k < 3; k++)
-			g_string_append_printf(
-				s,
-				"vshare_policy_acts_total{policy=\"%s\","
-				"result=\"%s\"} %" G_GUINT64_FORMAT "\n",
-				p->name, r[k], v[k]);
-	}
-	g_string_append(s,
-			"# HELP vshare_policy_faults_total policies "
-			"disabled for an error, the instruction budget or "
-			"the memory limit\n# TYPE vshare_policy_faults_total "
-			"counter\n");
-	for (guint i = 0; i < e->policies->len; i++) {
-		VsPolicy *p = e->policies->pdata[i];
-
-		g_string_append_printf(
-			s,
-			"vshare_policy_faults_total{policy=\"%s\"} "
-			"%" G_GUINT64_FORMAT "\n",
-			p->name, p->faults);
-	}
-	g_string_append(s, "# HELP vshare_policy_run_seconds time of one "
-			   "callback run\n# TYPE vshare_policy_run_seconds "
-			   "summary\n");
-	for (guint i = 0; i < e->policies->len; i++) {
-		VsPolicy *p = e->policies->pdata[i];
-
-		g_string_append_printf(
-			s,
-			"vshare_policy_run_seconds_sum{policy=\"%s\"} %.6f\n"
-			"vshare_policy_run_seconds_count{policy=\"%s\"} "
-			"%" G_GUINT64_FORMAT "\n",
-			p->name, p->run_us_sum / 1e6, p->name, p->runs);
+			vs_prom_add(m, "vshare_policy_acts_total", NULL,
+				    (double)v[k], "policy", p->name, "result",
+				    r[k], NULL);
+		vs_prom_add(m, "vshare_policy_faults_total", NULL,
+			    (double)p->faults, "policy", p->name, NULL);
+		vs_prom_add(m, "vshare_policy_run_seconds", "_sum",
+			    p->run_us_sum / 1e6, "policy", p->name, NULL);
+		vs_prom_add(m, "vshare_policy_run_seconds", "_count",
+			    (double)p->runs, "policy", p->name, NULL);
 	}
 }

@@ -20,6 +20,8 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include "vshare-prom.h"
+
 typedef enum {
 	VS_ACT_LEND,
 	VS_ACT_RECLAIM, /* a lend back to the pCPUs' owner */
@@ -130,7 +132,7 @@ JsonNode *vs_policy_layout(VsPolicyEngine *e, const char *name, JsonNode *state,
 /* The last @n acts (all policies): {entries: [{time, policy, act, vm,
  * from, to, cpus, value, reason, result, message}]} */
 JsonNode *vs_policy_log(VsPolicyEngine *e, guint n);
-/* Prometheus text lines (vshare_policy_*). */
-void vs_policy_metrics(VsPolicyEngine *e, GString *out);
+/* Its families (vshare_policy_*) and samples. */
+void vs_policy_metrics(VsPolicyEngine *e, VsProm *out);
 /* Median wall time of one callback run, us (benchmarks). */
 double vs_policy_run_us_median(VsPolicyEngine *e, const char *name);

@@ -10,6 +10,7 @@ connection and in the guest's node meminfo.
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 from shimlib import (Ctl, Daemon, boot_pair, cpu_share,  # noqa: E402
@@ -508,6 +510,30 @@ def guard_check(t, ctl, a):
          "a back to coop", p.stdout + p.stderr)
 
 
+def promtool_check(t, d):
+    """vshared's metrics file with two VMs as Prometheus reads it: the
+    promtool of Debian's prometheus package (unpacked, not installed, by
+    tests/tools/fetch-tool.sh)."""
+    f = subprocess.run([os.path.join(TESTS, "tools", "fetch-tool.sh"),
+                        "prometheus", "usr/bin/promtool"],
+                       capture_output=True, text=True, timeout=600)
+    if f.returncode != 0:
+        t.ok(False, "promtool from Debian's prometheus package", f.stderr)
+        return
+    text = open(d.metrics).read()
+    p = subprocess.run([f.stdout.strip(), "check", "metrics"], input=text,
+                       capture_output=True, text=True, timeout=60)
+    fams = re.findall(r"^# TYPE (\S+) ", text, re.M)
+    t.ok(p.returncode == 0 and not (p.stdout + p.stderr).strip() and
+         len(fams) == len(set(fams)) and 'domain="a"' in text and
+         'domain="b"' in text,
+         f"promtool check metrics: clean, {len(fams)} families, one block "
+         "each, both VMs", (p.returncode, p.stdout + p.stderr, text[:3000]))
+    mode = os.stat(d.metrics).st_mode & 0o777
+    t.ok(mode == 0o644, f"metrics file mode {mode:o} (0644: node_exporter "
+         "runs unprivileged)")
+
+
 def daemon_checks(t, ctl, g):
     """vshared over the same guests: vsharectl goes through it, the
     socket refuses abuse, a SIGKILL mid-lend recovers at restart, a
@@ -522,8 +548,9 @@ def daemon_checks(t, ctl, g):
          p.stdout + p.stderr)
     check_confined(t, b, {1}, {0, 1}, "b after a lend through vshared")
     t.ok(wait_for(lambda: metric(
-        d, 'vshare_pcpu_owner{pcpu="1",node="1",vm="b"} 1')),
+        d, 'vshare_pcpu_owner{cpu="1",node="1",domain="b"} 1')),
          "metrics file: pCPU 1 owned by b")
+    promtool_check(t, d)
     st = ctl.json("status")
     t.ok(sorted(v["name"] for v in st["vms"]) == ["a", "b"] and
          all(v["reachable"] for v in st["vms"]),
@@ -553,7 +580,7 @@ def daemon_checks(t, ctl, g):
     # b destroyed under vshared: its pCPU returns to the pool
     b.stop()
     t.ok(wait_for(lambda: "b" not in ledger(ctl)) and wait_for(
-        lambda: metric(d, 'vshare_pcpu_owner{pcpu="1",node="1",vm=""} 1')),
+        lambda: metric(d, 'vshare_pcpu_owner{cpu="1",node="1",domain=""} 1')),
          "b's QEMU gone: vshared forgets it, pCPU 1 free",
          (ledger(ctl), open(d.log).read()[-1000:]))
     t.ok(d.stop() == 0, "vshared exit 0 at the end",

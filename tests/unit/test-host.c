@@ -7,6 +7,7 @@
  * whose QEMU is gone, which recovery must skip.
  */
 #include "vshare-host.h"
+#include "vshare-prom.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -717,6 +718,32 @@ static void test_read_bounded(void)
 	rmdir(dir);
 }
 
+/* Samples added interleaved come out one block per family, HELP and TYPE
+ * first, in declaration order; label values and HELP escaped. */
+static void test_prom_grouped(void)
+{
+	g_autoptr(VsProm) p = vs_prom_new();
+	g_autofree char *text = NULL;
+
+	vs_prom_family(p, "x_up", "gauge", "up\\down\nnext");
+	vs_prom_family(p, "x_seconds", "summary", "time");
+	vs_prom_family(p, "x_up", "counter", "ignored: declared before");
+	vs_prom_add(p, "x_seconds", "_sum", 0.25, NULL);
+	vs_prom_add(p, "x_up", NULL, 1, "domain", "a\"b\\c\nd", NULL);
+	vs_prom_add(p, "x_seconds", "_count", 2, NULL);
+	vs_prom_add(p, "x_up", NULL, 0, "domain", "e", "cpu", "3", NULL);
+	text = vs_prom_text(p);
+	g_assert_cmpstr(text, ==,
+			"# HELP x_up up\\\\down\\nnext\n"
+			"# TYPE x_up gauge\n"
+			"x_up{domain=\"a\\\"b\\\\c\\nd\"} 1\n"
+			"x_up{domain=\"e\",cpu=\"3\"} 0\n"
+			"# HELP x_seconds time\n"
+			"# TYPE x_seconds summary\n"
+			"x_seconds_sum 0.25\n"
+			"x_seconds_count 2\n");
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -736,5 +763,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/store/permissions-lock", test_state_perms);
 	g_test_add_func("/recover/states", test_recover_states);
 	g_test_add_func("/recover/damaged", test_recover_damaged);
+	g_test_add_func("/prom/grouped", test_prom_grouped);
 	return g_test_run();
 }
