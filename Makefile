@@ -192,7 +192,7 @@ TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          tests/hostile/files.t \
          tests/bench/smoke.t \
          tests/agent/agent-host.t tests/e2e/guest-v2.t tests/e2e/guest-v1.t \
-         tests/unit/deb.t tests/image/image.t tests/shim/shim.t \
+         tests/unit/deb.t tests/install/install.t tests/image/image.t tests/shim/shim.t \
          tests/shim/migrate.t \
          tests/libvirt/libvirt.t tests/libvirt/guestvcpus.t \
          tests/libvirt/hook.t tests/libvirt/migrate.t \

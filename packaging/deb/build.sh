@@ -9,6 +9,8 @@ here=$repo/packaging/deb
 out=$repo/build/deb
 version=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['version'])" \
 	"$repo/protocol/schema.json")
+# VSHARE_DEB_VERSION: another version string (the install test's upgrade)
+version=${VSHARE_DEB_VERSION:-$version}
 
 # stage_bin STAGE SRC: an executable in /usr/sbin, stripped
 stage_bin() {
@@ -49,6 +51,9 @@ stage_host() {
 		"$1/usr/libexec/vshare/vshare-libvirt-hook"
 	mkdir -p "$1/etc/libvirt/hooks/qemu.d"
 	ln -s /usr/libexec/vshare/vshare-libvirt-hook "$1/etc/libvirt/hooks/qemu.d/vshare"
+	for m in postinst prerm postrm; do
+		install -m 0755 "$here/host.$m" "$1/DEBIAN/$m"
+	done
 	for d in vsharectl.md architecture.md policies.md ple.md migration.md; do
 		install -D -m 0644 "$repo/docs/$d" "$1/usr/share/doc/vshare-host/$d"
 	done
@@ -57,7 +62,7 @@ stage_host() {
 build() {
 	pkg=$1
 	stage=$out/root-$pkg
-	rm -rf "$stage"
+	rm -rf "$stage" "$out/${pkg}"_*.deb
 	mkdir -p "$stage/DEBIAN" "$stage/usr/share/doc/$pkg"
 	"stage_${2}" "$stage"
 	install -m 0644 "$here/copyright" "$stage/usr/share/doc/$pkg/"
@@ -81,7 +86,8 @@ build() {
 	echo "$deb"
 }
 
-rm -rf "$out"
+# only the packages asked for are replaced: `build.sh host` keeps the
+# agent's package (the install test rebuilds the host's alone)
 mkdir -p "$out"
 for what in ${*:-agent host}; do
 	case $what in

@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""vshare-host as an operator installs it, under a real systemd as PID 1.
+TAP on stdout.
+
+    tests/install/install.py      # builds the .debs with packaging/deb
+
+A Debian 12 root file system (mmdebstrap --variant=minbase, the mirror
+from this machine's apt configuration; cached in $VSHARE_CACHE/install by
+its package list) is booted with systemd-nspawn (--register=no
+--keep-unit: PID 1 of this machine is not systemd; the container shares
+the host's network, so node_exporter listens on 127.0.0.1 at a free
+port). Everything inside runs through nsenter into the container, as an
+operator's shell would:
+
+  1. systemd is running; prometheus-node-exporter (Debian's) is active
+  2. `apt-get install ./vshare-host_*.deb`: the package's postinst
+     enables and starts vshared; it is active under the shipped unit
+     (the unit file byte-identical to host-shim/daemon/vshared.service,
+     no drop-in), reached READY, never restarted
+  3. vsharectl talks to it over its socket
+  4. the metrics file is in node_exporter's textfile directory, 0644;
+     a scrape of node_exporter returns vshare's families with no textfile
+     error; promtool (Debian's prometheus package, unpacked) checks the
+     file clean
+  5. systemctl restart: a new process, READY again, the ledger kept
+  6. an upgrade (the same package at a higher version, apt) restarts it
+  7. apt-get remove stops it; its state directory stays
+
+Not here yet: a libvirt domain inside the container and a lend through
+it (see tests/README.md).
+"""
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+REPO = os.path.dirname(TESTS)
+sys.path.insert(0, os.path.join(TESTS, "vm"))
+from vshare_vm import Tap  # noqa: E402
+
+CACHE = os.path.join(os.environ.get("VSHARE_CACHE", "/var/cache/vshare"),
+                     "install")
+# mmdebstrap takes this machine's apt sources as its mirror
+SOURCES = next((f for f in ("/etc/apt/sources.list.d/debian.sources",
+                            "/etc/apt/sources.list")
+                if os.path.exists(f)), None)
+BASE = ["systemd", "systemd-sysv", "dbus", "apt", "prometheus-node-exporter"]
+
+
+def sh(argv, timeout=600, **kw):
+    return subprocess.run(argv, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def build_debs(version=None):
+    """packaging/deb/build.sh host; the path of the .deb."""
+    env = dict(os.environ)
+    if version:
+        env["VSHARE_DEB_VERSION"] = version
+    p = sh([os.path.join(REPO, "packaging", "deb", "build.sh"), "host"],
+           env=env)
+    if p.returncode != 0:
+        raise RuntimeError(f"build.sh host: {p.stderr[-2000:]}")
+    return p.stdout.split()[-1]
+
+
+def depends_of(deb):
+    """The package names of a .deb's Depends (alternatives: the first)."""
+    text = sh(["dpkg-deb", "-f", deb, "Depends"]).stdout
+    return sorted({re.split(r"[ (]", d.split("|")[0].strip())[0]
+                   for d in text.split(",") if d.strip()})
+
+
+def rootfs_tar(pkgs):
+    """A minbase rootfs with @pkgs as a tarball, built once per list."""
+    key = hashlib.sha256(("bookworm " + " ".join(sorted(pkgs)))
+                         .encode()).hexdigest()[:12]
+    tar = os.path.join(CACHE, f"rootfs-{key}.tar")
+    if os.path.exists(tar):
+        return tar, 0.0
+    os.makedirs(CACHE, exist_ok=True)
+    t0 = time.monotonic()
+    part = tar[:-len(".tar")] + ".part.tar"  # mmdebstrap: format by suffix
+    p = sh(["mmdebstrap", "--variant=minbase", "--include=" +
+            ",".join(sorted(pkgs)), "bookworm", part, SOURCES], timeout=1200)
+    if p.returncode != 0:
+        raise RuntimeError(f"mmdebstrap: {p.stderr[-3000:]}")
+    os.rename(part, tar)
+    return tar, time.monotonic() - t0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(cond, timeout=30.0, step=0.2):
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+class Container:
+    """systemd-nspawn -b on a root directory; commands through nsenter."""
+
+    def __init__(self, root, log):
+        self.root = root
+        self.log = log
+        self.proc = None
+        self.leader = None
+
+    def boot(self, timeout=120):
+        self.proc = subprocess.Popen(
+            ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D",
+             self.root, "-b", "--console=pipe"],
+            stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        self.leader = wait_for(self._leader, 30)
+        if not self.leader:
+            raise RuntimeError("systemd-nspawn started no PID 1")
+        # nsenter works once PID 1 exists; systemctl once its bus does
+        state = wait_for(lambda: self.out(
+            "systemctl", "is-system-running", "--wait", timeout=timeout),
+            timeout)
+        return state
+
+    def _leader(self):
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/"
+                      "children") as f:
+                kids = f.read().split()
+        except OSError:
+            return None
+        for k in kids:
+            try:
+                if open(f"/proc/{k}/comm").read().strip() == "systemd":
+                    return int(k)
+            except OSError:
+                pass
+        return None
+
+    def run(self, *argv, timeout=120):
+        return sh(["nsenter", "-t", str(self.leader), "-a", "--", *argv],
+                  timeout=timeout)
+
+    def out(self, *argv, timeout=120):
+        return self.run(*argv, timeout=timeout).stdout.strip()
+
+    def prop(self, unit, name):
+        return self.out("systemctl", "show", "-P", name, unit)
+
+    def stop(self):
+        if not self.proc or self.proc.poll() is not None:
+            return
+        try:
+            self.run("systemctl", "poweroff", timeout=30)
+            self.proc.wait(60)
+        except (subprocess.TimeoutExpired, OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                timeout=10) as r:
+        return r.read().decode()
+
+
+def promtool():
+    p = sh([os.path.join(TESTS, "tools", "fetch-tool.sh"), "prometheus",
+            "usr/bin/promtool"])
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def ready_count(c):
+    j = c.out("journalctl", "-u", "vshared", "-o", "cat", "--no-pager")
+    return len(re.findall(r"^ready: ", j, re.M))
+
+
+def put(c, deb):
+    """@deb into the container (its /tmp is a tmpfs of its own)."""
+    d = os.path.join(c.root, "var", "tmp")
+    shutil.copy(deb, d)
+    return "/var/tmp/" + os.path.basename(deb)
+
+
+def check_installed(t, c, deb):
+    p = c.run("apt-get", "install", "-y", "--no-install-recommends",
+              put(c, deb), timeout=300)
+    t.ok(p.returncode == 0, f"apt-get install ./{os.path.basename(deb)}",
+         p.stdout[-2000:] + p.stderr[-2000:])
+    active = wait_for(lambda: c.out("systemctl", "is-active", "vshared")
+                      == "active", 30)
+    shipped = open(os.path.join(REPO, "host-shim", "daemon",
+                                "vshared.service"), "rb").read()
+    unit = open(os.path.join(c.root, "lib", "systemd", "system",
+                             "vshared.service"), "rb").read()
+    status = c.out("systemctl", "status", "--no-pager", "-l", "vshared")
+    t.diag("systemctl status vshared:\n" + status)
+    t.ok(active and c.out("systemctl", "is-enabled", "vshared") ==
+         "enabled", "the package enabled and started vshared",
+         status)
+    t.ok(unit == shipped and not c.prop("vshared", "DropInPaths"),
+         "under the unit as shipped (byte-identical, no drop-in)",
+         c.prop("vshared", "DropInPaths"))
+    t.ok(wait_for(lambda: ready_count(c) == 1, 30) and
+         c.prop("vshared", "NRestarts") == "0" and
+         c.prop("vshared", "StatusErrno") in ("0", ""),
+         "vshared said READY once and was never restarted (NRestarts 0)",
+         c.out("journalctl", "-u", "vshared", "--no-pager"))
+
+
+def check_metrics(t, c, port):
+    path = os.path.join(c.root, "var", "lib", "prometheus", "node-exporter",
+                        "vshare.prom")
+    t.ok(wait_for(lambda: os.path.exists(path), 30) and
+         os.stat(path).st_mode & 0o777 == 0o644,
+         "vshared wrote /var/lib/prometheus/node-exporter/vshare.prom, "
+         "mode 0644")
+    text = wait_for(lambda: (lambda s: s if "vshare_build_info" in s
+                             else None)(scrape(port)), 30) or ""
+    lines = [ln for ln in text.splitlines() if ln.startswith("vshare_")]
+    t.diag(f"node_exporter on 127.0.0.1:{port}, its vshare lines:\n" +
+           "\n".join(lines[:12]))
+    t.ok("vshare_pcpu_owner{" in text and
+         "node_textfile_scrape_error 0" in text,
+         f"Debian's prometheus-node-exporter serves vshare's metrics "
+         f"({len(lines)} samples), no textfile error", text[-2000:])
+    tool = promtool()
+    if not tool:
+        t.ok(False, "promtool from Debian's prometheus package")
+        return
+    p = sh([tool, "check", "metrics"], input=open(path).read())
+    t.ok(p.returncode == 0 and not (p.stdout + p.stderr).strip(),
+         "promtool check metrics: the file is clean", p.stdout + p.stderr)
+
+
+def main_pid(c):
+    return c.prop("vshared", "MainPID")
+
+
+def check_restart(t, c):
+    old = main_pid(c)
+    led = c.out("cat", "/var/lib/vshare/ledger.json")
+    p = c.run("systemctl", "restart", "vshared")
+    back = wait_for(lambda: ready_count(c) == 2, 30)
+    t.ok(p.returncode == 0 and back and main_pid(c) not in (old, "0") and
+         c.out("systemctl", "is-active", "vshared") == "active" and
+         c.out("cat", "/var/lib/vshare/ledger.json") == led,
+         f"systemctl restart vshared: new process ({old} -> "
+         f"{main_pid(c)}), READY again, the ledger kept", p.stderr)
+
+
+def check_upgrade(t, c, version):
+    deb = build_debs(version)
+    old = main_pid(c)
+    p = c.run("apt-get", "install", "-y", "--no-install-recommends",
+              put(c, deb), timeout=300)
+    now = c.out("dpkg-query", "-W", "-f", "${Version}", "vshare-host")
+    t.ok(p.returncode == 0 and now == version and
+         wait_for(lambda: main_pid(c) not in (old, "0") and
+                  c.out("systemctl", "is-active", "vshared") == "active",
+                  30),
+         f"upgrade to {version} with apt restarts vshared ({old} -> "
+         f"{main_pid(c)})", p.stdout[-1500:] + p.stderr[-1500:])
+
+
+def check_remove(t, c):
+    pid = main_pid(c)
+    p = c.run("apt-get", "remove", "-y", "vshare-host", timeout=300)
+    t.ok(p.returncode == 0 and
+         c.out("systemctl", "is-active", "vshared") != "active" and
+         not c.run("kill", "-0", pid).returncode == 0,
+         f"apt-get remove stops vshared (pid {pid} gone)",
+         p.stdout[-1500:] + p.stderr[-1500:])
+    t.ok(os.path.isdir(os.path.join(c.root, "var", "lib", "vshare")),
+         "the state directory /var/lib/vshare stays after remove")
+
+
+def main():
+    t = Tap()
+    if os.geteuid() != 0:
+        t.skip_all("needs root (systemd-nspawn)")
+    if not SOURCES:
+        t.skip_all("no Debian apt sources on this machine for mmdebstrap")
+    for tool in ("systemd-nspawn", "mmdebstrap", "nsenter", "dpkg-deb"):
+        if not shutil.which(tool):
+            t.skip_all(f"no {tool} (tests/setup-host.sh installs it)")
+    work = tempfile.mkdtemp(prefix="vshare-install-")
+    c = Container(os.path.join(work, "root"), os.path.join(work, "boot.log"))
+    try:
+        deb = build_debs()
+        pkgs = sorted(set(BASE) | set(depends_of(deb)))
+        tar, secs = rootfs_tar(pkgs)
+        t.diag(f"rootfs {os.path.basename(tar)} "
+               f"({'built in %.0f s' % secs if secs else 'cached'}): "
+               + " ".join(pkgs))
+        os.makedirs(c.root)
+        p = sh(["tar", "-C", c.root, "-xf", tar])
+        if p.returncode != 0:
+            raise RuntimeError(f"tar: {p.stderr}")
+        port = free_port()
+        with open(os.path.join(c.root, "etc", "default",
+                               "prometheus-node-exporter"), "w") as f:
+            f.write(f'ARGS="--web.listen-address=127.0.0.1:{port}"\n')
+        state = c.boot()
+        t.ok(state in ("running", "degraded") and
+             c.out("systemctl", "is-active", "prometheus-node-exporter")
+             == "active",
+             f"systemd is PID 1 in the container ({state}); "
+             "prometheus-node-exporter active",
+             c.out("systemctl", "--failed", "--no-pager"))
+        check_installed(t, c, deb)
+        p = c.run("vsharectl", "status")
+        t.ok(p.returncode == 0, "vsharectl status through vshared's socket",
+             p.stdout + p.stderr)
+        check_metrics(t, c, port)
+        check_restart(t, c)
+        ver = c.out("dpkg-query", "-W", "-f", "${Version}", "vshare-host")
+        check_upgrade(t, c, ver + "+upgrade1")
+        check_remove(t, c)
+    except Exception as e:
+        t.ok(False, f"unexpected {type(e).__name__}: {e}",
+             open(c.log).read()[-2000:] if os.path.exists(c.log) else "")
+    finally:
+        c.stop()
+        build_debs()  # build/deb's host package at its own version again
+        shutil.rmtree(work, ignore_errors=True)
+    t.ok(c.proc is None or c.proc.poll() is not None,
+         "the container powered off")
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
