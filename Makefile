@@ -186,7 +186,7 @@ TESTS := build/san/test-protocol tests/unit/host.t build/san/test-libvirt-xml \
          build/san/test-migxml build/san/test-profile \
          build/san/test-policy build/san/test-layout \
          build/san/test-plesim tests/unit/plesim.t \
-         tests/unit/protocol-docs.t \
+         tests/unit/protocol-docs.t tests/unit/vshared-config.t \
          tests/unit/fuzz-short.t tests/unit/format.t \
          tests/hostile/hostile.t tests/hostile/daemon.t tests/hostile/policy.t tests/hostile/clients.t \
          tests/hostile/files.t \
@@ -262,13 +262,20 @@ install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared build/rel/
 	install -D -m 0755 build/rel/vsharectl $(DESTDIR)$(PREFIX)/sbin/vsharectl
 	install -D -m 0755 build/rel/vshared $(DESTDIR)$(PREFIX)/sbin/vshared
 	install -D -m 0644 host-shim/daemon/vshared.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshared.8
+	install -D -m 0644 host-shim/daemon/vshare.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/vshare.conf.5
+	test -e $(DESTDIR)/etc/vshare/vshared.conf || \
+	  install -D -m 0644 host-shim/daemon/vshared.conf $(DESTDIR)/etc/vshare/vshared.conf
+	install -D -m 0644 host-shim/daemon/peer-network.conf $(DESTDIR)$(PREFIX)/share/doc/vshare-host/examples/peer-network.conf
 	install -D -m 0755 build/rel/vshare-libvirt-hook $(DESTDIR)$(PREFIX)/libexec/vshare/vshare-libvirt-hook
 	mkdir -p $(DESTDIR)/etc/libvirt/hooks/qemu.d
 	ln -sf $(PREFIX)/libexec/vshare/vshare-libvirt-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/vshare
 	for f in host-shim/policies/*.lua; do \
 	  install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/vshare/policies/$$(basename $$f); done
 	install -D -m 0644 host-shim/daemon/vshared.service $(DESTDIR)$(UNITDIR)/vshared.service
-	sed -i 's|/usr/sbin/vshared|$(PREFIX)/sbin/vshared|' $(DESTDIR)$(UNITDIR)/vshared.service
+	# the binary looks for policies in /usr/share: elsewhere, tell it
+	if [ "$(PREFIX)" = /usr ]; then :; else \
+	  sed -i 's|^ExecStart=/usr/sbin/vshared$$|ExecStart=$(PREFIX)/sbin/vshared --policies $(PREFIX)/share/vshare/policies|' \
+	    $(DESTDIR)$(UNITDIR)/vshared.service; fi
 	install -D -m 0644 agent/vshare-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshare-agent.8
 	install -D -m 0644 host-shim/vsharectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/vsharectl.8
 	install -D -m 0644 agent/systemd/vshare-agent.service $(DESTDIR)$(UNITDIR)/vshare-agent.service

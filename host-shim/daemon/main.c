@@ -21,14 +21,25 @@
 #endif
 
 static char *opt_conf, *opt_state, *opt_socket, *opt_metrics, *opt_libvirt;
-static char *opt_policies, *opt_layout, *opt_peer_listen;
+static char *opt_policies, *opt_layout, *opt_peer_listen, *opt_config;
 static int opt_interval = 10, opt_move_rate = 256;
 static double opt_timeout = 5.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0;
+static gboolean opt_version;
 
-static GOptionEntry entries[] = {
+/* Where the configuration file is: read before the other options. */
+static GOptionEntry where[] = {
+	{ "config", 0, 0, G_OPTION_ARG_FILENAME, &opt_config,
+	  "options from this file (default CONF/vshared.conf when it "
+	  "exists; vshare.conf(5)); the command line wins",
+	  "FILE" },
 	{ "conf-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_conf,
 	  "registry and host.conf (default /etc/vshare)", "DIR" },
+	{ NULL }
+};
+
+/* Every one of these is also a key of [vshared] in the file. */
+static GOptionEntry entries[] = {
 	{ "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state,
 	  "ledger, journal, lock (default /var/lib/vshare)", "DIR" },
 	{ "socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_socket,
@@ -39,7 +50,8 @@ static GOptionEntry entries[] = {
 	  "PATH" },
 	{ "libvirt-uri", 0, 0, G_OPTION_ARG_STRING, &opt_libvirt,
 	  "follow this libvirtd: every domain with the org.vshare.agent.0 "
-	  "channel is managed under its name (e.g. qemu:///system)",
+	  "channel is managed under its name (default " VS_LIBVIRT_AUTO
+	  " when " VS_LIBVIRT_SOCK " exists; none: never)",
 	  "URI" },
 	{ "policies", 0, 0, G_OPTION_ARG_FILENAME, &opt_policies,
 	  "shipped Lua policies (default " VS_POLICY_DIR "; CONF/policies "
@@ -68,14 +80,166 @@ static GOptionEntry entries[] = {
 	{ NULL }
 };
 
+static GOptionEntry misc[] = { { "version", 0, 0, G_OPTION_ARG_NONE,
+				 &opt_version, "print the version and exit",
+				 NULL },
+			       { NULL } };
+
+/* One key of the file into its option's variable. */
+static gboolean load_key(GKeyFile *kf, const GOptionEntry *e, GError **error)
+{
+	GError *local = NULL;
+
+	switch (e->arg) {
+	case G_OPTION_ARG_STRING:
+	case G_OPTION_ARG_FILENAME: {
+		char *v = g_key_file_get_string(kf, "vshared", e->long_name,
+						&local);
+
+		if (v)
+			g_free(*(char **)e->arg_data),
+				*(char **)e->arg_data = v;
+		break;
+	}
+	case G_OPTION_ARG_INT: {
+		int v = g_key_file_get_integer(kf, "vshared", e->long_name,
+					       &local);
+
+		if (!local)
+			*(int *)e->arg_data = v;
+		break;
+	}
+	case G_OPTION_ARG_DOUBLE: {
+		double v = g_key_file_get_double(kf, "vshared", e->long_name,
+						 &local);
+
+		if (!local)
+			*(double *)e->arg_data = v;
+		break;
+	}
+	default:
+		g_assert_not_reached();
+	}
+	if (local)
+		g_propagate_prefixed_error(error, local, "%s: ", e->long_name);
+	return !local;
+}
+
+/* The file's [vshared] keys become option values; unknown keys and
+ * groups are refused (a typo must not silently mean the default). A
+ * missing default file is no configuration; a missing --config is an
+ * error. */
+static gboolean load_config(const char *conf_dir, GError **error)
+{
+	g_autoptr(GKeyFile) kf = g_key_file_new();
+	g_autofree char *path =
+		opt_config ? g_strdup(opt_config)
+			   : g_build_filename(conf_dir, "vshared.conf", NULL);
+	g_autofree char *text = NULL;
+	g_auto(GStrv) groups = NULL, keys = NULL;
+
+	if (!opt_config && !g_file_test(path, G_FILE_TEST_EXISTS))
+		return TRUE;
+	text = vs_read_bounded(path, 64 * 1024, error);
+	if (!text || !g_key_file_load_from_data(kf, text, -1, 0, error))
+		goto fail;
+	groups = g_key_file_get_groups(kf, NULL);
+	for (guint i = 0; groups[i]; i++)
+		if (strcmp(groups[i], "vshared")) {
+			g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
+				    "unknown group [%s] (only [vshared])",
+				    groups[i]);
+			goto fail;
+		}
+	keys = g_key_file_get_keys(kf, "vshared", NULL, NULL);
+	for (guint i = 0; keys && keys[i]; i++) {
+		const GOptionEntry *e = entries;
+
+		while (e->long_name && strcmp(e->long_name, keys[i]))
+			e++;
+		if (!e->long_name) {
+			g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
+				    "unknown key %s (vshared --help lists "
+				    "them)",
+				    keys[i]);
+			goto fail;
+		}
+		if (!load_key(kf, e, error))
+			goto fail;
+	}
+	return TRUE;
+fail:
+	g_prefix_error(error, "%s: ", path);
+	return FALSE;
+}
+
+/* --libvirt-uri: "none" is off; unset follows the system libvirtd when
+ * its socket is there at start (a later libvirtd needs a restart). */
+static char *libvirt_uri(void)
+{
+	if (opt_libvirt)
+		return g_strcmp0(opt_libvirt, "none") ? g_strdup(opt_libvirt)
+						      : NULL;
+	return g_file_test(VS_LIBVIRT_SOCK, G_FILE_TEST_EXISTS)
+		       ? g_strdup(VS_LIBVIRT_AUTO)
+		       : NULL;
+}
+
+/* GOption replaces a string option's value without freeing it: a value
+ * the file gave and the command line replaced is freed here. */
+static gboolean parse_over_file(GOptionContext *ctx, int *argc, char ***argv,
+				GError **error)
+{
+	char *old[G_N_ELEMENTS(entries)] = { NULL };
+	gboolean ok;
+
+	for (guint i = 0; entries[i].long_name; i++)
+		if (entries[i].arg == G_OPTION_ARG_STRING ||
+		    entries[i].arg == G_OPTION_ARG_FILENAME)
+			old[i] = *(char **)entries[i].arg_data;
+	ok = g_option_context_parse(ctx, argc, argv, error);
+	for (guint i = 0; entries[i].long_name; i++)
+		if (old[i] && old[i] != *(char **)entries[i].arg_data)
+			g_free(old[i]);
+	return ok;
+}
+
+/* Where the file is (first pass, the rest ignored), the file, then the
+ * whole command line over it. */
+static gboolean parse_options(int *argc, char ***argv, GError **error)
+{
+	g_autoptr(GOptionContext) pre = g_option_context_new("");
+	g_autoptr(GOptionContext) ctx = g_option_context_new("");
+	/* the first pass removes what it took from its array (without
+	 * freeing): it gets a shallow copy of a copy freed whole after */
+	g_auto(GStrv) copy = g_strdupv(*argv);
+	g_autofree char **v = g_memdup2(copy, (*argc + 1) * sizeof(char *));
+	int n = *argc;
+	gboolean ok;
+
+	g_option_context_add_main_entries(pre, where, NULL);
+	g_option_context_set_ignore_unknown_options(pre, TRUE);
+	g_option_context_set_help_enabled(pre, FALSE);
+	if (!g_option_context_parse(pre, &n, &v, error))
+		return FALSE;
+	ok = load_config(opt_conf ? opt_conf : VS_CONF_DIR, error);
+	g_clear_pointer(&opt_conf, g_free); /* the second pass sets them */
+	g_clear_pointer(&opt_config, g_free);
+	if (!ok)
+		return FALSE;
+	g_option_context_set_summary(ctx, "The vshare host daemon.");
+	g_option_context_add_main_entries(ctx, where, NULL);
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	g_option_context_add_main_entries(ctx, misc, NULL);
+	return parse_over_file(ctx, argc, argv, error);
+}
+
 static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 {
-	g_autoptr(GOptionContext) ctx = g_option_context_new("");
-
-	g_option_context_set_summary(ctx, "The vshare host daemon.");
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (!g_option_context_parse(ctx, argc, argv, error))
+	if (!parse_options(argc, argv, error))
 		return FALSE;
+	if (opt_version)
+		return TRUE;
 	if (opt_interval < 1 || opt_interval > 3600 || opt_timeout <= 0 ||
 	    opt_qmp_timeout <= 0 || opt_mem_timeout <= 0 || opt_move_rate < 1)
 		return g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
@@ -94,7 +258,7 @@ static gboolean configure(Daemon *d, int *argc, char ***argv, GError **error)
 	d->socket_path = g_strdup(opt_socket ? opt_socket : VS_DAEMON_SOCKET);
 	d->metrics_path = g_strdup(opt_metrics ? opt_metrics : VS_METRICS_FILE);
 	d->metrics_interval_s = opt_interval;
-	d->libvirt_uri = g_strdup(opt_libvirt);
+	d->libvirt_uri = libvirt_uri();
 	d->policy_dir = g_strdup(opt_policies ? opt_policies : VS_POLICY_DIR);
 	d->layout_policy = g_strdup(opt_layout ? opt_layout : VS_LAYOUT_POLICY);
 	d->move_rate = (guint)opt_move_rate;
@@ -348,6 +512,10 @@ int main(int argc, char **argv)
 		g_printerr("vshared: %s\n", error->message);
 		return 2;
 	}
+	if (opt_version) {
+		g_print("vshared %s\n", vs_schema_version);
+		return 0;
+	}
 	rc = run(&d);
 	stop_at("the clean-up (VMs, policies, libvirt)");
 	cleanup(&d);
@@ -358,5 +526,6 @@ int main(int argc, char **argv)
 	g_free(opt_metrics);
 	g_free(opt_libvirt);
 	g_free(opt_peer_listen);
+	g_free(opt_config);
 	return rc;
 }

@@ -174,6 +174,11 @@ void daemon_monitor_free(Daemon *d);
 void daemon_monitor_tick(Daemon *d, JsonNode *status);
 gboolean daemon_monitor_profile(Daemon *d, const char *vm, VsProfile *out);
 
+/* main.c: the configuration (vshare.conf(5)) */
+#define VS_CONF_DIR	"/etc/vshare"
+#define VS_LIBVIRT_SOCK "/run/libvirt/libvirt-sock"
+#define VS_LIBVIRT_AUTO "qemu:///system"
+
 /* metrics.c (worker) */
 /* Where Debian's prometheus-node-exporter reads text files by default
  * (--collector.textfile.directory). */

@@ -19,10 +19,10 @@ stage_bin() {
 		"$1/usr/sbin/$(basename "$2")"
 }
 
-# stage_man STAGE PAGE
+# stage_man STAGE PAGE [SECTION]
 stage_man() {
-	mkdir -p "$1/usr/share/man/man8"
-	gzip -9n <"$2" >"$1/usr/share/man/man8/$(basename "$2").gz"
+	mkdir -p "$1/usr/share/man/man${3:-8}"
+	gzip -9n <"$2" >"$1/usr/share/man/man${3:-8}/$(basename "$2").gz"
 }
 
 stage_agent() {
@@ -51,6 +51,12 @@ stage_host() {
 		"$1/usr/libexec/vshare/vshare-libvirt-hook"
 	mkdir -p "$1/etc/libvirt/hooks/qemu.d"
 	ln -s /usr/libexec/vshare/vshare-libvirt-hook "$1/etc/libvirt/hooks/qemu.d/vshare"
+	stage_man "$1" "$repo/host-shim/daemon/vshare.conf.5" 5
+	# every key commented out: the defaults (a conffile)
+	install -D -m 0644 "$repo/host-shim/daemon/vshared.conf" "$1/etc/vshare/vshared.conf"
+	echo /etc/vshare/vshared.conf >"$1/DEBIAN/conffiles"
+	install -D -m 0644 "$repo/host-shim/daemon/peer-network.conf" \
+		"$1/usr/share/doc/vshare-host/examples/peer-network.conf"
 	for m in postinst prerm postrm; do
 		install -m 0755 "$here/host.$m" "$1/DEBIAN/$m"
 	done

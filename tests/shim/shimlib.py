@@ -97,7 +97,11 @@ class Daemon:
                 self.ctl.state, "--socket", self.ctl.socket,
                 "--metrics-file", self.metrics, "--metrics-interval",
                 str(self.interval), "--policies",
-                os.path.join(REPO, "host-shim", "policies"), *self.extra]
+                os.path.join(REPO, "host-shim", "policies"),
+                # never the machine's own libvirtd (vshared follows it
+                # by default when its socket exists)
+                *([] if "--libvirt-uri" in self.extra
+                  else ["--libvirt-uri", "none"]), *self.extra]
 
     def start(self, env=None, timeout=30):
         if os.path.exists(self.ctl.socket):
