@@ -205,6 +205,15 @@ int cmd_status(Cli *c, int argc, char **argv)
 	}
 	names = argc > 1 ? g_strdupv(argv + 1)
 			 : vs_registry_list(&c->cfg, NULL);
+	for (guint i = 1; i < (guint)argc; i++) { /* as every command does */
+		g_autoptr(VsVmConf) v =
+			vs_registry_get(&c->cfg, argv[i], &error);
+
+		if (!v) {
+			vs_session_close(&s);
+			return cli_fail(error);
+		}
+	}
 	o = vs_observe_begin(&s, names);
 	g_usleep((gulong)(interval * 1e6)); /* the front end may wait */
 	root = vs_observe_end(o);

@@ -34,6 +34,7 @@ struct Client {
 	GByteArray *out;
 	gboolean closed;
 	guint inflight; /* requests queued as jobs (loop thread) */
+	char *who;	/* "uid U pid P (comm)", for the audit lines */
 };
 
 Client *client_ref(Client *c)
@@ -85,7 +86,13 @@ void client_unref(Client *c)
 		close(c->fd);
 	vs_framer_free(c->framer);
 	g_byte_array_unref(c->out);
+	g_free(c->who);
 	g_free(c);
+}
+
+const char *client_who(Client *c)
+{
+	return c && c->who ? c->who : "a peer host";
 }
 
 /* guest-ping/-sync/-info touch no state: answered here, unless the
@@ -269,13 +276,23 @@ Client *client_new_oneshot(Daemon *d, int fd)
 	return c;
 }
 
-static gboolean peer_is_root(int fd)
+/* The peer's credentials as the kernel gives them (SO_PEERCRED), with
+ * its command name for the log; NULL unless it is root. */
+static char *root_peer(int fd)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
+	g_autofree char *path = NULL, *comm = NULL;
 
-	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 &&
-	       cr.uid == 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    cr.uid != 0)
+		return NULL;
+	path = g_strdup_printf("/proc/%d/comm", (int)cr.pid);
+	comm = vs_read_bounded(path, 64, NULL);
+	if (comm)
+		g_strdelimit(g_strchomp(comm), "\n\"", '?');
+	return g_strdup_printf("uid %u pid %d (%s)", (unsigned)cr.uid,
+			       (int)cr.pid, comm ? comm : "?");
 }
 
 static const char refused_line[] =
@@ -287,10 +304,12 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 	Daemon *d = data;
 	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	Client *c;
+	char *who;
 
 	if (cfd < 0)
 		return G_SOURCE_CONTINUE;
-	if (!peer_is_root(cfd)) {
+	who = root_peer(cfd);
+	if (!who) {
 		g_message("control socket: refused a non-root peer");
 		if (send(cfd, refused_line, strlen(refused_line),
 			 MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
@@ -302,6 +321,7 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 	c->ref = 1;
 	c->d = d;
 	c->fd = cfd;
+	c->who = who;
 	c->out = g_byte_array_new();
 	c->framer = vs_framer_new(VS_MAX_FRAME, on_frame, c);
 	c->src = g_unix_fd_source_new(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR);

@@ -80,6 +80,21 @@ static void deadline_arg(JsonObject *a, const char *k, int *ms, int *saved)
 		*ms = (int)v;
 }
 
+/* The audit trail: every change asked of vshared, who asked (the socket
+ * peer's uid and pid), what and how it ended, in the journal. */
+static void audit(Daemon *d, JsonObject *a, gboolean ok, const GError *e)
+{
+	g_autoptr(JsonNode) n = json_node_init_object(json_node_alloc(), a);
+	g_autofree char *what = json_to_string(n, FALSE);
+
+	if (strlen(what) > 512)
+		strcpy(what + 500, " [cut]");
+	g_message("change by %s: %s: %s", d->who ? d->who : "vshared", what,
+		  ok  ? "done"
+		  : e ? e->message
+		      : "failed");
+}
+
 static JsonNode *h_change(JsonObject *a, gpointer ctx, GError **error)
 {
 	Daemon *d = ctx;
@@ -97,6 +112,7 @@ static JsonNode *h_change(JsonObject *a, gpointer ctx, GError **error)
 	     vs_session_change(&d->session, &r, &local);
 	d->cfg.agent_timeout_ms = agent_ms;
 	d->cfg.mem_timeout_ms = mem_ms;
+	audit(d, a, ok, local);
 	daemon_stat_add(d, ok ? "changes_ok" : "changes_failed", 1);
 	if (ok) /* the next status observes again: no stale owner */
 		g_clear_pointer(&d->last_status, json_node_unref);
@@ -130,7 +146,9 @@ static gboolean wanted(char **names, const char *name)
 	return !names || g_strv_contains((const char *const *)names, name);
 }
 
-static JsonNode *filter_vms(JsonNode *doc, const char *csv)
+/* @doc with only the VMs @csv names; a name it does not have is an
+ * unknown VM (USAGE, as for every other command). */
+static JsonNode *filter_vms(JsonNode *doc, const char *csv, GError **error)
 {
 	g_auto(GStrv) names = csv ? g_strsplit(csv, ",", -1) : NULL;
 	JsonNode *copy = json_node_copy(doc);
@@ -147,6 +165,24 @@ static JsonNode *filter_vms(JsonNode *doc, const char *csv)
 				json_node_copy(json_array_get_element(vms, i)));
 	}
 	json_object_set_array_member(o, "vms", keep);
+	for (guint k = 0; names && names[k]; k++) {
+		gboolean found = FALSE;
+
+		for (guint i = 0; i < json_array_get_length(keep) && !found;
+		     i++)
+			found = !g_strcmp0(
+				names[k],
+				json_object_get_string_member(
+					json_array_get_object_element(keep, i),
+					"name"));
+		if (!found) {
+			g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
+				    "unknown VM '%s' (vsharectl list)",
+				    names[k]);
+			json_node_unref(copy);
+			return NULL;
+		}
+	}
 	return copy;
 }
 
@@ -159,7 +195,9 @@ static JsonNode *h_status(JsonObject *a, gpointer ctx, GError **error)
 
 	if (!d->last_status)
 		daemon_metrics_tick(d);
-	doc = filter_vms(d->last_status, daemon_arg_str(a, "vms"));
+	doc = filter_vms(d->last_status, daemon_arg_str(a, "vms"), error);
+	if (!doc)
+		return NULL;
 	json_object_set_array_member(json_node_get_object(doc), "reservations",
 				     daemon_layout_reservations(d));
 	return doc;
@@ -307,8 +345,10 @@ static void run_job(gpointer data, gpointer user_data)
 
 	switch (j->kind) {
 	case JOB_REQUEST:
+		d->who = client_who(j->client);
 		j->reply = vs_dispatcher_handle(d->dispatcher, j->frame, j->len,
 						j->frame_error);
+		d->who = NULL;
 		break;
 	case JOB_VM_GONE:
 		gone_domain(d, j->vm);

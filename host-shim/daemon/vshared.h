@@ -40,6 +40,7 @@ typedef struct {
 	char *socket_path;
 	char *metrics_path;
 	gboolean metrics_failing; /* said once until a write works (worker) */
+	const char *who;	  /* the request being handled: its sender */
 	int metrics_interval_s;
 	VsObservation *obs;    /* metrics: since the last tick (worker) */
 	JsonNode *last_status; /* the last tick's status document (worker) */
@@ -123,6 +124,8 @@ void client_reply(Client *c, GBytes *bytes); /* loop thread */
 Client *client_ref(Client *c);
 void client_unref(Client *c);
 void client_done(Client *c); /* a queued request was answered */
+/* Who sent the client's requests ("uid 0 pid 123 (vsharectl)"). */
+const char *client_who(Client *c);
 Client *client_new_oneshot(Daemon *d, int fd);
 
 /* watch.c (loop thread) */

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""vshared's configuration file (vshare.conf(5)) and --version, on the
-sanitizer build, no VM: the file's keys become options, the command line
-wins over them, a typo is refused with its name, --version answers. TAP."""
+"""vshared's operator surface on the sanitizer build, no VM: its
+configuration file (vshare.conf(5): the file's keys become options, the
+command line wins, a typo is refused with its name), --version, the audit
+line of a change (the peer's uid and pid), an unknown VM's status. TAP."""
 import os
+import re
 import subprocess
 import sys
 
@@ -76,9 +78,24 @@ def main():
         t.ok(wait_for(lambda: os.path.exists(cli), 10) and
              not os.path.exists(other),
              "--metrics-file on the command line wins over the file's")
+        p = ctl.run("cpus", "nosuch", "--set", "0")
+        log = open(d.log).read()
+        t.ok(p.returncode != 0 and
+             re.search(r"change by uid 0 pid \d+ \(vsharectl\): "
+                       r'\{"op":"cpus","vm":"nosuch".*unknown VM', log),
+             "a change through vshared is logged with the peer's uid, pid "
+             "and command, what it asked and how it ended", log[-1500:])
+        p = ctl.run("status", "nosuch")
+        t.ok(p.returncode != 0 and p.stderr.count("unknown VM") == 1,
+             f"status of an unknown VM through vshared: one message, exit "
+             f"{p.returncode}", p.stdout + p.stderr)
     finally:
         t.ok(d.stop() == 0, "vshared stops, exit 0 (ASan: no leak)",
              open(d.log).read()[-2000:])
+    p = ctl.run("status", "nosuch")
+    t.ok(p.returncode == 2 and p.stderr.count("unknown VM") == 1,
+         "status of an unknown VM without vshared: one message, exit 2",
+         p.stdout + p.stderr)
     p = run("--config", os.path.join(REPO, "host-shim", "daemon",
                                      "vshared.conf"), "--version")
     t.ok(p.returncode == 0, "the shipped /etc/vshare/vshared.conf (every "
