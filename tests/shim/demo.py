@@ -25,7 +25,17 @@ def show(ctl, *args):
     return p
 
 
+def boot_dir():
+    """What the host boots from: names, sizes, times of /boot."""
+    try:
+        return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                      for e in os.scandir("/boot"))
+    except OSError:
+        return []
+
+
 def main():
+    boot0 = boot_dir()
     ctl = Ctl(binary=os.path.join(REPO, "build", "rel", "vsharectl"))
     print(f"== host layout (declared, {ctl.conf}/host.conf): node0 = pCPU 0,"
           f" node1 = pCPU 1\n== booting guests a and b ({SHAPE}) under TCG")
@@ -56,6 +66,12 @@ def main():
     finally:
         for x in g.values():
             x.stop()
+    # the guests' kernel comes out of Debian's package, unpacked in the
+    # cache (tests/tools/fetch-kernel.sh): the host's own is never touched
+    if boot_dir() != boot0:
+        raise SystemExit("the demo changed the host's /boot")
+    print("\n== the host's /boot is as it was (the guests' kernel is "
+          "unpacked in the cache, not installed)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/bin/sh
-# fetch-tool.sh PACKAGE PATH: a program out of a Debian package, unpacked
-# (never installed: no service starts, nothing on the host changes) into
-# $VSHARE_CACHE/tools/PACKAGE_VERSION; prints the program's path.
+# fetch-tool.sh PACKAGE PATH: a file (a program, a kernel) out of a Debian
+# package, unpacked (never installed: no service starts, nothing on the
+# host changes) into $VSHARE_CACHE/tools/PACKAGE_VERSION; prints its path.
 #   tests/tools/fetch-tool.sh prometheus usr/bin/promtool
 # The mirror is whatever this machine's apt configuration says.
 set -eu
@@ -14,7 +14,7 @@ if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
 	exit 1
 fi
 dir=$cache/${pkg}_$(echo "$ver" | tr ':' '_')
-if [ ! -x "$dir/$path" ]; then
+if [ ! -f "$dir/$path" ]; then
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	(cd "$tmp" && apt-get download -q "$pkg=$ver" >/dev/null 2>&1) || {
@@ -27,5 +27,5 @@ if [ ! -x "$dir/$path" ]; then
 	rm -rf "$dir"
 	mv "$dir.part" "$dir"
 fi
-[ -x "$dir/$path" ] || { echo "fetch-tool: no $path in $pkg $ver" >&2; exit 1; }
+[ -f "$dir/$path" ] || { echo "fetch-tool: no $path in $pkg $ver" >&2; exit 1; }
 echo "$dir/$path"

@@ -59,16 +59,46 @@ def _die_with_parent():
 
 
 def default_kernel():
-    # the newest by version, not by string ("6.1.0-9" < "6.1.0-41"): any
-    # Debian kernel boots the tests, so its version is not pinned
-    def key(k):
+    """$VSHARE_GUEST_KERNEL, else Debian's newest linux-image-amd64
+    unpacked into the cache (tests/tools/fetch-kernel.sh: never installed,
+    the host's /boot untouched), else the newest /boot/vmlinuz-*. Any
+    Debian kernel boots the tests: its version is not pinned."""
+    if os.environ.get("VSHARE_GUEST_KERNEL"):
+        return os.environ["VSHARE_GUEST_KERNEL"]
+    global _fetched
+    if _fetched is None:
+        p = subprocess.run([os.path.join(HERE, "..", "tools",
+                                         "fetch-kernel.sh")],
+                           capture_output=True, text=True)
+        _fetched = p.stdout.strip() if p.returncode == 0 else ""
+
+    if _fetched:
+        return _fetched
+
+    def key(k):  # "6.1.0-9" < "6.1.0-41"
         return [int(x) if x.isdigit() else x
                 for x in re.split(r"(\d+)", k)]
     ks = sorted((k for k in os.listdir("/boot")
                  if k.startswith("vmlinuz-")), key=key)
     if not ks:
-        raise VMError("no /boot/vmlinuz-*: apt-get install linux-image-amd64")
+        raise VMError("no guest kernel: tests/tools/fetch-kernel.sh failed "
+                      "and there is no /boot/vmlinuz-*")
     return os.path.join("/boot", ks[-1])
+
+
+_fetched = None
+
+
+def modules_of(kernel):
+    """The module tree of @kernel: beside it when it was unpacked from a
+    package (ROOT/boot/vmlinuz-V -> ROOT/lib/modules/V), else the host's."""
+    version = os.path.basename(kernel).replace("vmlinuz-", "")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(kernel)))
+    beside = os.path.join(root, "lib", "modules", version)
+    if os.path.basename(os.path.dirname(os.path.abspath(kernel))) == "boot" \
+            and os.path.isdir(beside):
+        return beside
+    return f"/lib/modules/{version}"
 
 
 # ---- initramfs ---------------------------------------------------------
@@ -147,7 +177,7 @@ def build_initrd(kernel, agent, qga=True, extra=()):
     path. Cached by the hash of everything that goes in. @extra: (host
     path, path in the guest) of more files, e.g. a benchmark binary."""
     version = os.path.basename(kernel).replace("vmlinuz-", "")
-    moddir = f"/lib/modules/{version}/kernel"
+    moddir = os.path.join(modules_of(kernel), "kernel")
     inputs = [agent, shutil.which("busybox") or "/bin/busybox"]
     rootfs = os.path.join(HERE, "rootfs")
     rootfiles = sorted(os.path.join(d, f) for d, _, fs in os.walk(rootfs)
