@@ -44,7 +44,8 @@ class DebianGuest(Guest):
             seed = self.path("seed.img")
             ud = self.path("user-data")
             if not os.path.exists(seed):
-                with open(ud, "w") as f:
+                with open(ud, "wb" if isinstance(self.user_data, bytes)
+                          else "w") as f:
                     f.write(self.user_data)
                 subprocess.run(["cloud-localds", seed, ud], check=True)
             argv += ["-drive", f"file={seed},format=raw,if=virtio,"

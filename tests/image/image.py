@@ -454,9 +454,11 @@ def main():
                         "agent"],
                        capture_output=True, text=True, check=True)
     deb = p.stdout.split()[-1]
+    # gzip'd, as it must be for OpenStack (Nova's 64 KiB): cloud-init
+    # unpacks it
     ud = subprocess.run([os.path.join(REPO, "agent", "cloud-init",
-                                      "make-user-data.sh"), deb],
-                        capture_output=True, text=True, check=True).stdout
+                                      "make-user-data.sh"), "--gzip", deb],
+                        capture_output=True, check=True).stdout
     g = DebianGuest(img, user_data=ud,
                     shape=Shape(2, 1, mem_mb=512, vmem_max_mb=512,
                                 vmem_mb=128))

@@ -36,6 +36,12 @@ ud=$(agent/cloud-init/make-user-data.sh "$deb")
 echo "$ud" | head -1 | grep -qx '#cloud-config' &&
 	[ "$(echo "$ud" | sed -n 's/^ *content: //p' | base64 -d | head -c 7)" = '!<arch>' ]
 ok $? "cloud-init user-data carries the package ($(echo "$ud" | wc -c) bytes)"
+# OpenStack Nova: at most 65,535 bytes of user-data once base64-encoded
+gz=$(agent/cloud-init/make-user-data.sh --gzip "$deb" | base64 -w0 | wc -c)
+[ "$gz" -le 65535 ] &&
+	agent/cloud-init/make-user-data.sh --gzip "$deb" | gunzip | cmp -s - "$(printf '%s\n' "$ud" >"${TMPDIR:-/tmp}/ud.$$" && echo "${TMPDIR:-/tmp}/ud.$$")"
+ok $? "gzip'd user-data fits Nova's limit: $gz bytes of base64 <= 65535 (plain: $(echo "$ud" | base64 -w0 | wc -c)), and unpacks to the plain one"
+rm -f "${TMPDIR:-/tmp}/ud.$$"
 dest=$(mktemp -d)
 make -s install DESTDIR="$dest" PREFIX=/opt/vs >/dev/null 2>&1
 [ -x "$dest/opt/vs/sbin/vshare-agent" ] && [ -x "$dest/opt/vs/sbin/vsharectl" ] &&
