@@ -111,10 +111,10 @@ build/rel/vsharectl: $(SHIM_SRC:%.c=build/rel/%.o) $(PROTO_SRC:%.c=build/rel/%.o
 build/san/vsharectl: $(SHIM_SRC:%.c=build/san/%.o) $(PROTO_SRC:%.c=build/san/%.o)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) $(LIBVIRT_LIBS) -lm
 
-build/rel/vshare-plesim: $(PLESIM_SRC:%.c=build/rel/%.o) build/rel/host-shim/plesim/vshare-plesim.o
+build/rel/vshare-plesim: $(PLESIM_SRC:%.c=build/rel/%.o) build/rel/host-shim/plesim/vshare-plesim.o build/rel/build/gen/vs-schema.o
 	$(CC) $(REL) $(REL_LD) -o $@ $^ $(PKG_LIBS) -lm
 
-build/san/vshare-plesim: $(PLESIM_SRC:%.c=build/san/%.o) build/san/host-shim/plesim/vshare-plesim.o
+build/san/vshare-plesim: $(PLESIM_SRC:%.c=build/san/%.o) build/san/host-shim/plesim/vshare-plesim.o build/san/build/gen/vs-schema.o
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
 
 build/san/test-plesim: build/san/tests/unit/test-plesim.o $(PLESIM_SRC:%.c=build/san/%.o)

@@ -164,7 +164,7 @@ int cmd_tune(Cli *c, int argc, char **argv)
 		  "(100 = default; cgroup v2 scale, v1 cpu.shares = "
 		  "weight * 1024 / 100)",
 		  "W" },
-		{ "nice", 'n', 0, G_OPTION_ARG_INT, &nice,
+		{ "nice", 0, 0, G_OPTION_ARG_INT, &nice,
 		  "nice of every QEMU thread, -20..19", "N" },
 		{ NULL }
 	};

@@ -151,7 +151,7 @@ static void render(Cli *c, guint k, JsonNode *r)
 int cmd_policy(Cli *c, int argc, char **argv)
 {
 	int count = 50;
-	GOptionEntry e[] = { { "count", 'n', 0, G_OPTION_ARG_INT, &count,
+	GOptionEntry e[] = { { "count", 0, 0, G_OPTION_ARG_INT, &count,
 			       "log: how many acts (default 50)", "N" },
 			     { NULL } };
 	g_autoptr(GError) error = NULL;

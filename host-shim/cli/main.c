@@ -66,8 +66,13 @@ static double opt_timeout = 5.0, opt_qmp_timeout = 10.0;
 static double opt_mem_timeout = 30.0, opt_wait = 10.0;
 static gboolean opt_json;
 
+static gboolean json_ok; /* the command has a JSON output */
+
+static GOptionEntry json_entries[] = { { "json", 0, 0, G_OPTION_ARG_NONE,
+					 &opt_json, "JSON output", NULL },
+				       { NULL } };
+
 static GOptionEntry common_entries[] = {
-	{ "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "JSON output", NULL },
 	{ "conf-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_conf,
 	  "registry and host.conf (default /etc/vshare)", "DIR" },
 	{ "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state,
@@ -135,10 +140,17 @@ gboolean cli_parse(Cli *c, int *argc, char ***argv, const char *usage,
 {
 	g_autoptr(GOptionContext) ctx = g_option_context_new(usage);
 
+	GOptionGroup *common = g_option_group_new(
+		"common", "Options of every command:",
+		"Show the options every command takes", NULL, NULL);
+
 	g_option_context_set_summary(ctx, summary);
 	if (entries)
 		g_option_context_add_main_entries(ctx, entries, NULL);
-	g_option_context_add_main_entries(ctx, common_entries, NULL);
+	if (json_ok)
+		g_option_context_add_main_entries(ctx, json_entries, NULL);
+	g_option_group_add_entries(common, common_entries);
+	g_option_context_add_group(ctx, common);
 	if (!g_option_context_parse(ctx, argc, argv, error)) {
 		g_prefix_error(error, "%s: ", (*argv)[0]);
 		(*error)->domain = VS_HOST_ERROR;
@@ -307,28 +319,32 @@ int cli_change(Cli *c, const VsChangeReq *req, const char *done)
 static const struct {
 	const char *name;
 	int (*fn)(Cli *c, int argc, char **argv);
+	gboolean json; /* takes --json (refused by the others) */
 	const char *help;
 } commands[] = {
-	{ "status", cmd_status, "VMs, vCPU threads, pinning, memory" },
-	{ "cpus", cmd_cpus, "give a VM a set of pCPUs (coop/enforce/auto)" },
-	{ "mem", cmd_mem, "resize a VM's virtio-mem on one node" },
-	{ "lend", cmd_lend, "move pCPUs and memory from one VM to another" },
-	{ "ple", cmd_ple, "pause-loop exiting: show | set | watch" },
-	{ "host-check", cmd_host_check, "KVM and kernel facts, advice" },
-	{ "recover", cmd_recover, "roll back an interrupted change" },
-	{ "forget", cmd_forget, "drop a VM from the ledger" },
-	{ "tune", cmd_tune, "set a VM's CPU weight and nice" },
-	{ "policy", cmd_policy,
+	{ "status", cmd_status, TRUE, "VMs, vCPU threads, pinning, memory" },
+	{ "cpus", cmd_cpus, FALSE,
+	  "give a VM a set of pCPUs (coop/enforce/auto)" },
+	{ "mem", cmd_mem, FALSE, "resize a VM's virtio-mem on one node" },
+	{ "lend", cmd_lend, FALSE,
+	  "move pCPUs and memory from one VM to another" },
+	{ "ple", cmd_ple, TRUE, "pause-loop exiting: show | set | watch" },
+	{ "host-check", cmd_host_check, TRUE, "KVM and kernel facts, advice" },
+	{ "recover", cmd_recover, FALSE, "roll back an interrupted change" },
+	{ "forget", cmd_forget, FALSE, "drop a VM from the ledger" },
+	{ "tune", cmd_tune, FALSE, "set a VM's CPU weight and nice" },
+	{ "policy", cmd_policy, TRUE,
 	  "vshared's Lua policies: list | show | enable | disable | reload | "
 	  "dry-run | log" },
-	{ "place", cmd_place,
+	{ "place", cmd_place, TRUE,
 	  "where the layout policy puts a VM (migration-aware layout)" },
-	{ "migrate", cmd_migrate,
+	{ "migrate", cmd_migrate, TRUE,
 	  "live-migrate a QMP VM, its profile sent to the destination" },
-	{ "ledger", cmd_ledger, "show | reset --force" },
-	{ "add", cmd_add, "register a VM (QMP sockets or a libvirt domain)" },
-	{ "remove", cmd_remove, "unregister a VM" },
-	{ "list", cmd_list, "registered VMs" },
+	{ "ledger", cmd_ledger, TRUE, "show | reset --force" },
+	{ "add", cmd_add, FALSE,
+	  "register a VM (QMP sockets or a libvirt domain)" },
+	{ "remove", cmd_remove, FALSE, "unregister a VM" },
+	{ "list", cmd_list, TRUE, "registered VMs" },
 };
 
 static void usage(FILE *f)
@@ -347,8 +363,10 @@ static int run(const char *name, int argc, char **argv)
 
 	vs_config_init(&c.cfg);
 	for (guint i = 0; i < G_N_ELEMENTS(commands); i++)
-		if (!strcmp(name, commands[i].name))
+		if (!strcmp(name, commands[i].name)) {
+			json_ok = commands[i].json; /* --json unknown if not */
 			rc = commands[i].fn(&c, argc, argv);
+		}
 	vs_config_clear(&c.cfg);
 	g_free(c.inline_qmp);
 	g_free(c.inline_agent);

@@ -182,6 +182,8 @@ int main(int argc, char **argv)
 	const char *t = g_getenv("VSHARE_HOOK_TIMEOUT_MS");
 	gsize len = 0;
 
+	if (argc == 2 && !strcmp(argv[1], "--version"))
+		return printf("vshare-libvirt-hook %s\n", vs_schema_version), 0;
 	if (argc < 4 || strcmp(argv[2], "migrate") || strcmp(argv[3], "begin"))
 		return 0;
 	if (t)

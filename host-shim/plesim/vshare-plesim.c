@@ -5,6 +5,7 @@
  * from a config file; text or JSON out, and a PNG scatter of run time
  * against PLE exits. Exit 0, 1 (could not write), 2 (bad input).
  */
+#include "vshare-proto.h" /* vs_schema_version */
 #include "plesim.h"
 
 #include <errno.h>
@@ -138,6 +139,9 @@ static int parse(Opts *o, int argc, char **argv)
 	for (int i = 1; i < argc && !rc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
 			return -1;
+		else if (!strcmp(argv[i], "--version"))
+			return printf("vshare-plesim %s\n", vs_schema_version),
+			       -2;
 		else if (!strcmp(argv[i], "--json"))
 			o->json = true;
 		else if (!strcmp(argv[i], "--compare"))
@@ -262,6 +266,8 @@ int main(int argc, char **argv)
 
 	ps_params_default(&o.p);
 	rc = parse(&o, argc, argv);
+	if (rc == -2)
+		return 0;
 	if (rc < 0)
 		help();
 	if (rc)

@@ -148,7 +148,7 @@ def elastic(ctl, g, args):
         cpu = (cpu_ticks(d.proc.pid) - c0) / hz / (time.monotonic() - t0)
         pol = {p["name"]: p for p in
                ctl.json("policy", "list")["policies"]}["elastic"]
-        log = ctl.run("policy", "log", "-n", "20").stdout
+        log = ctl.run("policy", "log", "--count", "20").stdout
     finally:
         d.stop()
     work = work_done(g["a"]) + work_done(g["b"])

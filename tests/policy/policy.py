@@ -130,7 +130,7 @@ end)
 
 
 def log_entries(ctl):
-    return ctl.json("policy", "log", "-n", "100")["entries"]
+    return ctl.json("policy", "log", "--count", "100")["entries"]
 
 
 def elastic_checks(t, ctl, g):

@@ -59,12 +59,24 @@ def cli_checks(t, ctl):
         (["cpus", "a", "--set", "0", "--mode", "magic"], 2,
          "coop, enforce or auto"),
         (["status", "--interval", "-1"], 2, "--interval"),
+        (["status", "nosuch"], 2, "unknown VM 'nosuch'"),
+        (["cpus", "a", "--set", "0", "--json"], 2, "Unknown option --json"),
+        (["tune", "a", "-n", "5"], 2, "Unknown option -n"),
+        (["policy", "log", "-n", "5"], 2, "Unknown option -n"),
     ]
     for args, rc, msg in cases:
         p = ctl.run(*args)
         t.ok(p.returncode == rc and msg in p.stderr,
              f"`vsharectl {' '.join(args)}` -> exit {rc}, says '{msg}'",
              f"rc {p.returncode}: {p.stderr}")
+    p = ctl.run("lend", "--help")
+    t.ok(p.returncode == 0 and "--help-common" in p.stdout and
+         "--conf-dir" not in p.stdout and "--from" in p.stdout,
+         "a command's --help lists its own options; the shared ones are "
+         "in --help-common", p.stdout)
+    p = ctl.run("--version")
+    t.ok(p.returncode == 0 and p.stdout.startswith("vsharectl "),
+         f"vsharectl --version: {p.stdout.strip()}", p.stdout + p.stderr)
     p = ctl.run("ple", "show")
     t.ok(p.returncode == 6 and "no kvm_intel or kvm_amd" in p.stderr,
          "ple show without kvm_intel/kvm_amd says why (exit 6)",

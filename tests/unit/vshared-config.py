@@ -19,9 +19,13 @@ VSHARED = os.environ.get("VSHARED") or \
     os.path.join(REPO, "build", "san", "vshared")
 
 
-def run(*args, timeout=30):
-    return subprocess.run([VSHARED, *args], capture_output=True, text=True,
+def run_bin(path, *args, timeout=30):
+    return subprocess.run([path, *args], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def run(*args, timeout=30):
+    return run_bin(VSHARED, *args, timeout=timeout)
 
 
 def main():
@@ -34,6 +38,14 @@ def main():
          f'"{p.stdout.split()[1]}"' in schema,
          f"vshared --version: {p.stdout.strip()}", p.stdout + p.stderr)
 
+    for b in ("vsharectl", "vshare-agent", "vshare-libvirt-hook",
+              "vshare-plesim"):
+        path = os.path.join(REPO, "build", "rel", b)
+        p = run_bin(path, "--version") if os.access(path, os.X_OK) else None
+        t.ok(p is not None and p.returncode == 0 and
+             p.stdout.startswith(f"{b} "),
+             f"{b} --version: {p.stdout.strip() if p else 'not built'}",
+             p and p.stdout + p.stderr)
     ctl = Ctl()
     conf = os.path.join(ctl.conf, "vshared.conf")
     with open(conf, "w") as f:
