@@ -31,6 +31,7 @@ stage_agent() {
 	install -D -m 0644 "$repo/agent/systemd/vshare-agent.service" "$1/lib/systemd/system/vshare-agent.service"
 	install -D -m 0644 "$repo/agent/udev/60-vshare-agent.rules" "$1/lib/udev/rules.d/60-vshare-agent.rules"
 	install -D -m 0644 "$repo/agent/systemd/guest-vcpus.conf" "$1/usr/share/doc/vshare-agent/examples/guest-vcpus.conf"
+	install -D -m 0644 "$repo/docs/protocol.md" "$1/usr/share/doc/vshare-agent/protocol.md"
 	install -m 0755 "$here/postinst" "$1/DEBIAN/postinst"
 }
 
