@@ -411,9 +411,11 @@ static gboolean start_session(Daemon *d, GError **error)
 	if (vs_session_open(&d->session, &d->cfg, fd, daemon_collect, d,
 			    &local))
 		return TRUE;
-	if (!d->session.ledger ||
-	    !(vs_error_is(local, VS_HOST_ERROR_UNREACHABLE) ||
-	      vs_error_is(local, VS_HOST_ERROR_GONE))) {
+	/* A journal whose undo fails (a VM away, a cgroup file refused) is
+	 * retried at every tick by a running vshared: refusing to start
+	 * would leave every VM unmanaged, the unit in a restart loop. Only a
+	 * ledger or journal that cannot be read stops it. */
+	if (!d->session.ledger || vs_error_is(local, VS_HOST_ERROR_CORRUPT)) {
 		g_propagate_error(error, g_steal_pointer(&local));
 		return FALSE;
 	}

@@ -17,7 +17,11 @@ operator's shell would:
      enables and starts vshared; it is active under the shipped unit
      (the unit file byte-identical to host-shim/daemon/vshared.service,
      no drop-in), reached READY, never restarted
-  3. vsharectl talks to it over its socket
+  3. vsharectl talks to it over its socket; two fake VMs (the QMP and
+     agent peers of tests/hostile, run inside the container: a TCG guest
+     nested there is too slow for make check) registered with vsharectl
+     add, a lend through vshared: the ledger, the fake guest's allocation,
+     the vCPU threads' affinity, the metrics, the audit line
   4. the metrics file is in node_exporter's textfile directory, 0644;
      a scrape of node_exporter returns vshare's families with no textfile
      error; promtool (Debian's prometheus package, unpacked) checks the
@@ -45,7 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 REPO = os.path.dirname(TESTS)
 sys.path.insert(0, os.path.join(TESTS, "vm"))
-from vshare_vm import Tap  # noqa: E402
+from vshare_vm import Tap, parse_list  # noqa: E402
 
 CACHE = os.path.join(os.environ.get("VSHARE_CACHE", "/var/cache/vshare"),
                      "install")
@@ -53,7 +57,15 @@ CACHE = os.path.join(os.environ.get("VSHARE_CACHE", "/var/cache/vshare"),
 SOURCES = next((f for f in ("/etc/apt/sources.list.d/debian.sources",
                             "/etc/apt/sources.list")
                 if os.path.exists(f)), None)
-BASE = ["systemd", "systemd-sysv", "dbus", "apt", "prometheus-node-exporter"]
+# python3: the fake QEMU/agent peers of tests/hostile run inside
+BASE = ["systemd", "systemd-sysv", "dbus", "apt", "prometheus-node-exporter",
+        "python3"]
+sys.path.insert(0, os.path.join(TESTS, "shim"))
+from shimlib import HOST_CONF  # noqa: E402
+PEERS = os.path.join(TESTS, "hostile", "peers.py")
+# the container shares this host's cgroup hierarchies: the fake VMs get
+# names of this run's own; main() removes their cgroups at the end
+NAMES = (f"in{os.getpid()}a", f"in{os.getpid()}b")
 
 
 def sh(argv, timeout=600, **kw):
@@ -250,6 +262,112 @@ def check_metrics(t, c, port):
          "promtool check metrics: the file is clean", p.stdout + p.stderr)
 
 
+class FakeVm:
+    """tests/hostile/peers.py inside the container: a QMP monitor and a
+    vshare agent (honest), two idle "vCPU" threads. No QEMU: nesting a TCG
+    guest in the container under TCG is too slow for make check."""
+
+    def __init__(self, c, name):
+        self.c = c
+        self.name = name
+        self.dir = f"/var/lib/vshare-test/{name}"  # seen by the host too
+        host = c.root + self.dir
+        os.makedirs(host)
+        with open(host + ".json", "w") as f:
+            f.write("{}")
+        self.proc = subprocess.Popen(
+            ["nsenter", "-t", str(c.leader), "-a", "--", "python3", "-I",
+             "-S", "/var/tmp/peers.py", "--dir", self.dir, "--behaviour",
+             self.dir + ".json"], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ready = wait_for(lambda: self._json("ready.json"), 30)
+        if not self.ready:
+            raise RuntimeError(f"fake VM {name} did not start")
+
+    def _json(self, f):
+        import json
+        try:
+            with open(os.path.join(self.c.root + self.dir, f)) as fh:
+                return json.load(fh)
+        except (OSError, ValueError):
+            return None
+
+    def allowed(self):
+        """The fake vCPU threads' affinity, read in the container."""
+        out = {}
+        for tid in self.ready["vcpu-tids"]:
+            st = self.c.out("cat", f"/proc/{tid}/status")
+            m = re.search(r"^Cpus_allowed_list:\s*(\S+)", st, re.M)
+            out[tid] = parse_list(m.group(1)) if m else None
+        return out
+
+    def stop(self):
+        self.c.run("kill", str(self.ready["pid"])) if self.ready else None
+        self.proc.kill()
+        self.proc.wait()
+
+
+def check_lend(t, c, port):
+    """Two fake VMs registered with vsharectl, a lend through vshared as
+    the unit runs it: the ledger, the fakes' guest allocation, the vCPU
+    threads' affinity (read in the container), the metrics, the audit."""
+    shutil.copy(PEERS, os.path.join(c.root, "var", "tmp", "peers.py"))
+    vms = {}
+    a, b = NAMES
+    try:
+        for n in (a, b):
+            vms[n] = FakeVm(c, n)
+            p = c.run("vsharectl", "add", n, "--qmp", vms[n].ready["qmp"],
+                      "--agent", vms[n].ready["agent"])
+            t.ok(p.returncode == 0, f"vsharectl add {n} (QMP and agent "
+                 "sockets of a fake VM in the container)", p.stderr)
+        p1 = c.run("vsharectl", "cpus", a, "--set", "0-1", "--mode",
+                   "coop")
+        p2 = c.run("vsharectl", "lend", "--from", a, "--to", b,
+                   "--cpus", "1", "--mode", "coop")
+        led = c.out("vsharectl", "ledger", "show")
+        a_alloc = vms[a]._json("agent-state.json") or {}
+        t.ok(p1.returncode == 0 and p2.returncode == 0,
+             "vsharectl cpus a 0-1, then lend a -> b pCPU 1, through "
+             "vshared under its unit", p1.stdout + p1.stderr + p2.stdout +
+             p2.stderr + c.out("journalctl", "-u", "vshared", "-o", "cat",
+                               "--no-pager")[-2000:])
+        t.diag(led)
+        b_alloc = vms[b]._json("agent-state.json") or {}
+        pins = [vms[b].allowed().get(tid)
+                for tid in vms[b].ready["vcpu-tids"]]
+        t.ok(a_alloc.get("cpus") == "0" and b_alloc.get("cpus") == "1" and
+             pins == [{0}, {1}],
+             "the givers' and the receiver's guests confined by their "
+             "agents (a to vCPU 0, b to vCPU 1), b's vCPU threads pinned "
+             "1:1 (sched_setaffinity under the unit's hardening)",
+             (a_alloc, b_alloc, pins, led))
+        want = f'vshare_pcpu_owner{{cpu="1",domain="{b}",node="1"}} 1'
+        t.ok(wait_for(lambda: want in scrape(port), 30),
+             "node_exporter serves the lend: " + want)
+        j = c.out("journalctl", "-u", "vshared", "-o", "cat", "--no-pager")
+        t.ok(re.search(r"change by uid 0 pid \d+ \(vsharectl\): "
+                       r'\{"op":"lend"', j),
+             "the journal has the lend with who asked (uid, pid, command)",
+             j[-1500:])
+    finally:
+        for v in vms.values():
+            v.stop()
+
+
+def drop_cgroups(name):
+    """What vshared made for @name in the cpu hierarchy the container
+    shares with this host (vshare/NAME/vcpuN), bottom-up."""
+    top = f"/sys/fs/cgroup/cpu/vshare/{name}"
+    if not os.path.isdir(top):
+        return
+    for d, subs, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
 def main_pid(c):
     return c.prop("vshared", "MainPID")
 
@@ -314,6 +432,11 @@ def main():
         p = sh(["tar", "-C", c.root, "-xf", tar])
         if p.returncode != 0:
             raise RuntimeError(f"tar: {p.stderr}")
+        # the declared 2-node host of every test (tests/shim/shimlib.py)
+        os.makedirs(os.path.join(c.root, "etc", "vshare"), exist_ok=True)
+        with open(os.path.join(c.root, "etc", "vshare", "host.conf"),
+                  "w") as f:
+            f.write(HOST_CONF)
         port = free_port()
         with open(os.path.join(c.root, "etc", "default",
                                "prometheus-node-exporter"), "w") as f:
@@ -325,11 +448,19 @@ def main():
              f"systemd is PID 1 in the container ({state}); "
              "prometheus-node-exporter active",
              c.out("systemctl", "--failed", "--no-pager"))
+        # nspawn mounts the cgroup hierarchies read-only in a container
+        # whose host has no systemd to delegate a subtree: the cpu one is
+        # made writable (as root has it on a real host) for vshared's
+        # throttle files
+        p = c.run("mount", "-o", "remount,bind,rw", "/sys/fs/cgroup/cpu")
+        t.diag(f"cpu cgroup hierarchy remounted read-write: rc "
+               f"{p.returncode} {p.stderr.strip()}")
         check_installed(t, c, deb)
         p = c.run("vsharectl", "status")
         t.ok(p.returncode == 0, "vsharectl status through vshared's socket",
              p.stdout + p.stderr)
         check_metrics(t, c, port)
+        check_lend(t, c, port)
         check_restart(t, c)
         ver = c.out("dpkg-query", "-W", "-f", "${Version}", "vshare-host")
         check_upgrade(t, c, ver + "+upgrade1")
@@ -339,6 +470,8 @@ def main():
              open(c.log).read()[-2000:] if os.path.exists(c.log) else "")
     finally:
         c.stop()
+        for n in NAMES:
+            drop_cgroups(n)
         build_debs()  # build/deb's host package at its own version again
         shutil.rmtree(work, ignore_errors=True)
     t.ok(c.proc is None or c.proc.poll() is not None,
