@@ -70,13 +70,32 @@ static void drop(Daemon *d)
 }
 
 /* At start, waits for libvirtd for at most VS_LIBVIRT_OPEN_MS; later
- * never blocks the loop: the open runs on a helper thread, and a later
- * tick takes the connection it made. */
+ * never blocks the loop: the open runs on a helper thread of its own, and
+ * a later tick takes the connection it made. */
 static gboolean connect_libvirt(Daemon *d, gboolean wait)
 {
 	g_autoptr(GError) e = NULL;
-	virConnectPtr conn = vs_libvirt_open(d->libvirt_uri, wait, &e);
+	virConnectPtr conn = NULL;
 
+	if (!d->libvirt_opening)
+		d->libvirt_opening = vs_libvirt_open_start(d->libvirt_uri, &e);
+	if (!d->libvirt_opening) {
+		g_debug("%s", e->message);
+		return FALSE;
+	}
+	if (!vs_libvirt_open_finish(d->libvirt_opening,
+				    wait ? g_get_monotonic_time() +
+						    VS_LIBVIRT_OPEN_MS * 1000
+					 : 0,
+				    &conn, &e)) {
+		if (wait || vs_libvirt_open_overdue(d->libvirt_opening)) {
+			/* stuck: later ticks fail at once until it returns */
+			vs_libvirt_open_abandon(d->libvirt_opening);
+			d->libvirt_opening = NULL;
+		}
+		return FALSE;
+	}
+	d->libvirt_opening = NULL;
 	if (!conn) {
 		g_debug("%s", e->message);
 		return FALSE;
@@ -135,6 +154,7 @@ void daemon_libvirt_stop(Daemon *d)
 	if (d->libvirt_timer)
 		g_source_remove(d->libvirt_timer);
 	d->libvirt_timer = 0;
+	vs_libvirt_open_abandon(g_steal_pointer(&d->libvirt_opening));
 	drop(d);
 }
 

@@ -52,7 +52,8 @@ typedef struct {
 	char *libvirt_uri; /* --libvirt-uri: follow that libvirtd */
 	gpointer libvirt;  /* virConnectPtr for lifecycle events (loop) */
 	int libvirt_cb;
-	guint libvirt_timer; /* reconnecting */
+	guint libvirt_timer;			  /* reconnecting */
+	struct VsLibvirtOpening *libvirt_opening; /* its open in flight */
 	gboolean libvirt_lost;
 	GHashTable *strikes; /* guard.c: VM -> ticks using lent vCPUs */
 	/* policies (policy.c, sense.c); the engine lives on the worker */

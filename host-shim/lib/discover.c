@@ -44,7 +44,7 @@ GPtrArray *vs_libvirt_discover(const char *uri, GError **error)
 
 	virInitialize();
 	virSetErrorFunc(NULL, quiet);
-	conn = vs_libvirt_open(uri, TRUE, error);
+	conn = vs_libvirt_open(uri, error);
 	if (!conn)
 		return NULL;
 	n = virConnectListAllDomains(conn, &doms,

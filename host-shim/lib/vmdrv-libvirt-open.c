@@ -9,11 +9,11 @@
  * peer has been silent for VS_LIBVIRT_KEEPALIVE_S x (COUNT + 1) it closes
  * the client, which wakes the thread blocked in the call with an error.
  * So:
- *  - every open runs on a helper thread; the caller waits at most
- *    VS_LIBVIRT_OPEN_MS for it; at most one open per URI is in flight:
- *    a caller that finds one past its deadline fails at once (libvirtd is
- *    stuck; no thread pile-up), and a connection that completes late is
- *    handed to the next caller;
+ *  - every open runs on a helper thread of its own; its caller waits at
+ *    most VS_LIBVIRT_OPEN_MS (or polls, from a loop). An open its caller
+ *    gave up on is abandoned: the thread closes what it gets, late;
+ *  - while an open to a URI is past its deadline, libvirtd is taken as
+ *    stuck: new opens to it fail at once (no pile of blocked threads);
  *  - every connection gets the keepalive before it is handed out, so calls
  *    on it are bounded wherever the event loop runs on another thread
  *    (vshared's main loop; vsharectl has no such loop: only its opens are
@@ -24,19 +24,20 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-typedef struct {
+struct VsLibvirtOpening {
 	char *uri;
-	gint64 deadline; /* monotonic us: the first caller's */
-	gboolean done;
-	virConnectPtr conn; /* when done: the connection, or NULL and err */
+	gint64 deadline; /* monotonic us */
+	gboolean done;	 /* under lock; then conn, or NULL and err */
+	gboolean abandoned;
+	virConnectPtr conn;
 	char *err;
-} Opening;
+};
 
 static GMutex lock;
 static GCond finished;
-static GHashTable *openings; /* uri -> Opening */
+static GPtrArray *inflight; /* VsLibvirtOpening not done yet */
 
-static void opening_free(Opening *o)
+static void opening_free(VsLibvirtOpening *o)
 {
 	if (o->conn)
 		virConnectClose(o->conn);
@@ -47,9 +48,10 @@ static void opening_free(Opening *o)
 
 static gpointer open_thread(gpointer data)
 {
-	Opening *o = data;
+	VsLibvirtOpening *o = data;
 	virConnectPtr conn = virConnectOpen(o->uri);
 	char *err = NULL;
+	gboolean orphan;
 
 	if (!conn)
 		err = g_strdup(virGetLastErrorMessage());
@@ -61,65 +63,116 @@ static gpointer open_thread(gpointer data)
 	o->conn = conn;
 	o->err = err;
 	o->done = TRUE;
+	g_ptr_array_remove_fast(inflight, o);
+	orphan = o->abandoned;
 	g_cond_broadcast(&finished);
 	g_mutex_unlock(&lock);
+	if (orphan)
+		opening_free(o); /* closes the late connection */
 	return NULL;
 }
 
-/* Under the lock: the open of @uri in flight, or a new one started. */
-static Opening *opening_get(const char *uri, GError **error)
+/* Under the lock: an open to @uri in flight past its deadline. */
+static gboolean stuck(const char *uri)
 {
-	Opening *o;
-	GThread *t;
+	gint64 now = g_get_monotonic_time();
 
-	if (!openings)
-		openings = g_hash_table_new(g_str_hash, g_str_equal);
-	o = g_hash_table_lookup(openings, uri);
-	if (o && o->done && !o->conn) { /* an old failure: try again */
-		g_hash_table_remove(openings, uri);
-		opening_free(o);
-		o = NULL;
+	for (guint i = 0; inflight && i < inflight->len; i++) {
+		VsLibvirtOpening *o = inflight->pdata[i];
+
+		if (!strcmp(o->uri, uri) && now > o->deadline)
+			return TRUE;
 	}
-	if (o)
-		return o;
-	o = g_new0(Opening, 1);
-	o->uri = g_strdup(uri);
-	o->deadline = g_get_monotonic_time() + VS_LIBVIRT_OPEN_MS * 1000;
-	t = g_thread_try_new("vs-libvirt-open", open_thread, o, error);
-	if (!t) {
-		opening_free(o);
-		return NULL;
-	}
-	g_thread_unref(t); /* detached: it may outlive every caller */
-	g_hash_table_insert(openings, o->uri, o);
-	return o;
+	return FALSE;
 }
 
-virConnectPtr vs_libvirt_open(const char *uri, gboolean wait, GError **error)
+static void not_answered(const char *uri, GError **error)
 {
-	virConnectPtr conn = NULL;
-	Opening *o;
+	g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
+		    "libvirt %s: libvirtd did not answer within %d s", uri,
+		    VS_LIBVIRT_OPEN_MS / 1000);
+}
+
+VsLibvirtOpening *vs_libvirt_open_start(const char *uri, GError **error)
+{
+	VsLibvirtOpening *o;
+	GThread *t;
 
 	virInitialize();
 	vs_libvirt_events_init();
 	g_mutex_lock(&lock);
-	o = opening_get(uri, error);
-	while (o && wait && !o->done &&
-	       g_cond_wait_until(&finished, &lock, o->deadline))
-		;
-	if (o && o->done) {
-		g_hash_table_remove(openings, uri);
-		conn = g_steal_pointer(&o->conn);
-		if (!conn)
-			g_set_error(error, VS_HOST_ERROR,
-				    VS_HOST_ERROR_UNREACHABLE, "libvirt %s: %s",
-				    uri, o->err ? o->err : "cannot connect");
+	if (!inflight)
+		inflight = g_ptr_array_new();
+	if (stuck(uri)) {
+		g_mutex_unlock(&lock);
+		not_answered(uri, error);
+		return NULL;
+	}
+	o = g_new0(VsLibvirtOpening, 1);
+	o->uri = g_strdup(uri);
+	o->deadline = g_get_monotonic_time() + VS_LIBVIRT_OPEN_MS * 1000;
+	g_ptr_array_add(inflight, o);
+	t = g_thread_try_new("vs-libvirt-open", open_thread, o, error);
+	if (!t) {
+		g_ptr_array_remove_fast(inflight, o);
+		g_mutex_unlock(&lock);
 		opening_free(o);
-	} else if (o) {
-		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
-			    "libvirt %s: libvirtd did not answer within %d s",
-			    uri, VS_LIBVIRT_OPEN_MS / 1000);
+		return NULL;
+	}
+	g_thread_unref(t); /* detached: it may outlive its caller */
+	g_mutex_unlock(&lock);
+	return o;
+}
+
+gboolean vs_libvirt_open_finish(VsLibvirtOpening *o, gint64 until,
+				VsVirConnect *conn, GError **error)
+{
+	g_mutex_lock(&lock);
+	while (!o->done && g_cond_wait_until(&finished, &lock, until))
+		;
+	if (!o->done) {
+		g_mutex_unlock(&lock);
+		return FALSE;
 	}
 	g_mutex_unlock(&lock);
+	*conn = g_steal_pointer(&o->conn);
+	if (!*conn)
+		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
+			    "libvirt %s: %s", o->uri,
+			    o->err ? o->err : "cannot connect");
+	opening_free(o);
+	return TRUE;
+}
+
+void vs_libvirt_open_abandon(VsLibvirtOpening *o)
+{
+	gboolean done;
+
+	if (!o)
+		return;
+	g_mutex_lock(&lock);
+	done = o->done;
+	o->abandoned = TRUE;
+	g_mutex_unlock(&lock);
+	if (done)
+		opening_free(o);
+}
+
+gboolean vs_libvirt_open_overdue(VsLibvirtOpening *o)
+{
+	return g_get_monotonic_time() > o->deadline;
+}
+
+VsVirConnect vs_libvirt_open(const char *uri, GError **error)
+{
+	VsLibvirtOpening *o = vs_libvirt_open_start(uri, error);
+	virConnectPtr conn = NULL;
+
+	if (!o)
+		return NULL;
+	if (!vs_libvirt_open_finish(o, o->deadline, &conn, error)) {
+		vs_libvirt_open_abandon(o);
+		not_answered(uri, error);
+	}
 	return conn;
 }

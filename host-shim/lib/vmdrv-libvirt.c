@@ -238,7 +238,7 @@ static gboolean connect_dom(VsVm *vm, GError **error)
 		return FALSE;
 	}
 	/* bounded open; the keepalive bounds calls where a loop runs it */
-	p->conn = vs_libvirt_open(uri, TRUE, error);
+	p->conn = vs_libvirt_open(uri, error);
 	if (!p->conn) {
 		g_prefix_error(error, "VM %s: ", vm->conf->name);
 		return FALSE;

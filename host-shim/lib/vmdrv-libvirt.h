@@ -53,15 +53,25 @@ void vs_libvirt_events_kick(void);
  * context when this thread can own it, else wait for a kick. */
 void vs_libvirt_events_wait(gboolean (*done)(gpointer data), gpointer data,
 			    gint64 deadline);
-/* A connection to @uri with the keepalive on (vmdrv-libvirt-open.c):
- * the open runs on a helper thread, one per URI at a time; @wait: for at
- * most VS_LIBVIRT_OPEN_MS, else only a connection already made. NULL:
- * UNREACHABLE ("did not answer within" while an open is in flight). */
+/* Connections with deadlines (vmdrv-libvirt-open.c): each open runs on a
+ * helper thread; the keepalive is on before a connection is handed out.
+ * While an open to a URI is past VS_LIBVIRT_OPEN_MS, new opens to it fail
+ * at once (UNREACHABLE, "did not answer within"). */
 #define VS_LIBVIRT_OPEN_MS	   10000
 #define VS_LIBVIRT_KEEPALIVE_S	   10 /* a silent libvirtd is dropped */
 #define VS_LIBVIRT_KEEPALIVE_COUNT 1  /* after S x (COUNT + 1) s */
 typedef struct _virConnect *VsVirConnect;
-VsVirConnect vs_libvirt_open(const char *uri, gboolean wait, GError **error);
+typedef struct VsLibvirtOpening VsLibvirtOpening;
+/* Waits at most VS_LIBVIRT_OPEN_MS. */
+VsVirConnect vs_libvirt_open(const char *uri, GError **error);
+/* For a loop that must not wait: start, then finish (TRUE: done, with
+ * *conn or @error; FALSE: still pending at @until, monotonic us; 0 polls)
+ * or abandon (the helper closes what it gets). */
+VsLibvirtOpening *vs_libvirt_open_start(const char *uri, GError **error);
+gboolean vs_libvirt_open_finish(VsLibvirtOpening *o, gint64 until,
+				VsVirConnect *conn, GError **error);
+void vs_libvirt_open_abandon(VsLibvirtOpening *o);
+gboolean vs_libvirt_open_overdue(VsLibvirtOpening *o);
 /* Run what is pending (deferred frees) when no one else runs the
  * context; after a connection is closed. */
 void vs_libvirt_events_drain(void);
