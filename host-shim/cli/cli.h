@@ -62,6 +62,8 @@ JsonNode *cli_daemon_status(Cli *c, char **names, gboolean *handled,
 int cmd_status(Cli *c, int argc, char **argv);
 int cmd_ple(Cli *c, int argc, char **argv);
 int cmd_host_check(Cli *c, int argc, char **argv);
+/* host-check DOMAIN (domain-check.c) */
+int cli_domain_check(Cli *o, const char *domain, const char *uri);
 int cmd_cpus(Cli *c, int argc, char **argv);
 int cmd_mem(Cli *c, int argc, char **argv);
 int cmd_lend(Cli *c, int argc, char **argv);

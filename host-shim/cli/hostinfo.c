@@ -561,16 +561,27 @@ int cmd_host_check(Cli *o, int argc, char **argv)
 	g_autofree char *p = NULL;
 	VsHost host;
 	const Vendor *v = NULL;
+	g_autofree char *uri = NULL;
+	GOptionEntry e[] = { { "uri", 0, 0, G_OPTION_ARG_STRING, &uri,
+			       "libvirt URI of DOMAIN (default "
+			       "qemu:///system)",
+			       "URI" },
+			     { NULL } };
 
-	if (!cli_parse(o, &argc, &argv, "",
+	if (!cli_parse(o, &argc, &argv, "[DOMAIN [--uri URI]]",
 		       "Kernel and KVM facts that matter to vshare, with "
-		       "advice.",
-		       NULL, &error) ||
-	    (argc != 1 &&
+		       "advice; with a libvirt DOMAIN, what it lacks to be a "
+		       "full-vNUMA guest vshare manages (exit 1 when it "
+		       "lacks something).",
+		       e, &error) ||
+	    (argc > 2 &&
 	     !(error = g_error_new(VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
-				   "host-check takes no "
-				   "arguments"))))
+				   "host-check takes at most one "
+				   "domain"))))
 		return cli_fail(error);
+	if (argc == 2)
+		return cli_domain_check(o, argv[1],
+					uri ? uri : "qemu:///system");
 	r.b = b;
 	r.json = o->json;
 	json_builder_begin_array(b);

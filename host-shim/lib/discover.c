@@ -65,3 +65,31 @@ GPtrArray *vs_libvirt_discover(const char *uri, GError **error)
 	}
 	return g_steal_pointer(&out);
 }
+
+char *vs_libvirt_domain_xml(const char *uri, const char *domain, GError **error)
+{
+	virConnectPtr conn;
+	virDomainPtr dom = NULL;
+	char *xml = NULL;
+
+	virInitialize();
+	virSetErrorFunc(NULL, quiet);
+	conn = vs_libvirt_open(uri, error);
+	if (!conn)
+		return NULL;
+	if (g_uuid_string_is_valid(domain))
+		dom = virDomainLookupByUUIDString(conn, domain);
+	if (!dom)
+		dom = virDomainLookupByName(conn, domain);
+	if (!dom)
+		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_USAGE,
+			    "libvirt %s: no domain '%s'", uri, domain);
+	else if (!(xml = virDomainGetXMLDesc(dom, 0)))
+		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
+			    "libvirt %s: domain '%s': %s", uri, domain,
+			    virGetLastErrorMessage());
+	if (dom)
+		virDomainFree(dom);
+	virConnectClose(conn);
+	return xml;
+}

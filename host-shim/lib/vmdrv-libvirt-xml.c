@@ -54,6 +54,9 @@ void vs_lv_domain_clear(VsLvDomain *d)
 	g_clear_pointer(&d->vmems, g_ptr_array_unref);
 	g_clear_pointer(&d->vmem_xml, g_ptr_array_unref);
 	d->n_vcpus = 0;
+	d->n_cells = 0;
+	d->agent_channel = FALSE;
+	d->live = FALSE;
 	d->quota = -1;
 }
 
@@ -148,7 +151,10 @@ static gboolean mem_done(Ctx *c, GError **error)
 	g_string_truncate(c->cap, 0);
 	g_ptr_array_add(c->d->vmems, m);
 	g_ptr_array_add(c->d->vmem_xml, x);
-	if (!c->have_req || !c->have_node || !m->block || !m->id) {
+	/* libvirt names a device (alias) when the domain runs: a defined
+	 * domain's XML has none (host-check reads those) */
+	if (!c->have_req || !c->have_node || !m->block ||
+	    (!m->id && c->d->live)) {
 		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_FAILED,
 			    "virtio-mem device %s: no <requested>, <node>, "
 			    "<block> or alias",
@@ -225,6 +231,10 @@ static void channel_attrs(Ctx *c, const char **names, const char **values)
 
 	if (!strcmp(p, CHAN)) {
 		c->chan = !g_strcmp0(attr(names, values, "type"), "unix");
+		/* no <source>: libvirt binds, at a path it makes at start
+		 * (a defined domain's XML has none) */
+		c->chan_bind = TRUE;
+		g_clear_pointer(&c->chan_path, g_free);
 	} else if (!strcmp(p, CHAN "/source")) {
 		c->chan_bind = !g_strcmp0(attr(names, values, "mode"), "bind");
 		g_free(c->chan_path);
@@ -243,13 +253,14 @@ static gboolean channel_done(Ctx *c, GError **error)
 	g_clear_pointer(&c->chan_name, g_free);
 	if (!ours)
 		return TRUE;
-	if (c->d->agent_path || !c->chan_bind || !c->chan_path) {
+	if (c->d->agent_channel || !c->chan_bind) {
 		g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_FAILED,
 			    "channel %s: want one <channel type='unix'> with "
-			    "<source mode='bind' path=...>",
+			    "<source mode='bind'>",
 			    VS_AGENT_CHANNEL);
 		return FALSE;
 	}
+	c->d->agent_channel = TRUE; /* no path: libvirt sets one at start */
 	c->d->agent_path = g_steal_pointer(&c->chan_path);
 	return TRUE;
 }
@@ -283,6 +294,8 @@ static void on_start(GMarkupParseContext *pc, const char *el,
 		cell(c, names, values, error);
 	else if (g_str_has_prefix(p, CHAN))
 		channel_attrs(c, names, values);
+	else if (!strcmp(p, "/domain"))
+		c->d->live = attr(names, values, "id") != NULL;
 }
 
 static gboolean vcpus(Ctx *c, GError **error)
@@ -397,6 +410,7 @@ static gboolean check(Ctx *c, GError **error)
 	}
 	if (c->vcpu_current > 0 && c->vcpu_current < d->n_vcpus)
 		d->n_vcpus = (guint)c->vcpu_current;
+	d->n_cells = c->cells->len;
 	return TRUE;
 }
 
@@ -466,4 +480,60 @@ char *vs_lv_proc_cgroup(const char *text, const char *controller, int version)
 			return g_strdup(f[2]);
 	}
 	return NULL;
+}
+
+GPtrArray *vs_lv_domain_lacks(const VsLvDomain *d, const VsHost *h)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+	guint n = MIN(d->n_vcpus, h->pcpus->len);
+
+	if (!d->agent_channel)
+		g_ptr_array_add(
+			out,
+			g_strdup("no agent channel: add <channel "
+				 "type='unix'><source mode='bind'/><target "
+				 "type='virtio' name='" VS_AGENT_CHANNEL
+				 "'/></channel> (coop cannot work "
+				 "without it; enforce can)"));
+	if (d->n_vcpus != h->pcpus->len)
+		g_ptr_array_add(
+			out, g_strdup_printf("%u vCPUs for %u host pCPUs: "
+					     "full vNUMA is one vCPU per pCPU",
+					     d->n_vcpus, h->pcpus->len));
+	if (!d->n_cells && h->n_nodes > 1)
+		g_ptr_array_add(
+			out,
+			g_strdup_printf("no <numa><cell>s: the host has "
+					"%u nodes, the guest must see them",
+					h->n_nodes));
+	for (guint i = 0; d->n_cells && i < n; i++) {
+		int want =
+			vs_host_node_of(h, g_array_index(h->pcpus, guint, i));
+		int got = g_array_index(d->vcpu_node, int, i);
+
+		if (got != want)
+			g_ptr_array_add(
+				out, g_strdup_printf(
+					     "vCPU %u is in cell %d, its "
+					     "pCPU %u in node %d",
+					     i, got,
+					     g_array_index(h->pcpus, guint, i),
+					     want));
+	}
+	for (guint node = 0; node < h->n_nodes; node++) {
+		gboolean has = FALSE;
+
+		if (!vs_cpuset_count(&h->node_cpus[node]))
+			continue;
+		for (guint k = 0; d->vmems && k < d->vmems->len && !has; k++)
+			has = ((VsVmem *)d->vmems->pdata[k])->node == (int)node;
+		if (!has)
+			g_ptr_array_add(
+				out,
+				g_strdup_printf("node %u: no virtio-mem "
+						"device (its memory cannot "
+						"be lent or received)",
+						node));
+	}
+	return out;
 }

@@ -19,8 +19,12 @@ typedef struct {
 
 typedef struct {
 	char *name, *uuid;
-	char *agent_path;    /* <channel type='unix'> org.vshare.agent.0 */
-	guint n_vcpus;	     /* online: <vcpu current=N>, else <vcpu> */
+	char *agent_path;	/* <channel type='unix'> org.vshare.agent.0 */
+	gboolean agent_channel; /* that channel, its path maybe not set yet
+				 * (libvirt makes one at the start) */
+	guint n_cells;		/* <numa><cell>s */
+	gboolean live;		/* <domain id=...>: a running domain's */
+	guint n_vcpus;		/* online: <vcpu current=N>, else <vcpu> */
 	GArray *vcpu_node;   /* int by vCPU id: its <numa><cell>; 0 without */
 	GPtrArray *vmems;    /* VsVmem: alias, node, requested, current, ... */
 	GPtrArray *vmem_xml; /* VsLvDevXml, parallel to vmems */
@@ -32,6 +36,10 @@ typedef struct {
  * the cells): HOSTILE, since they come from the guest through QEMU. */
 gboolean vs_lv_parse_domain(const char *xml, VsLvDomain *d, GError **error);
 void vs_lv_domain_clear(VsLvDomain *d);
+/* What @d lacks to be a full-vNUMA guest vshare can manage on @h (the
+ * agent channel, one vCPU per pCPU, vCPU i in pCPU i's node, a virtio-mem
+ * device per node): one sentence each, none when it fits. */
+GPtrArray *vs_lv_domain_lacks(const VsLvDomain *d, const VsHost *h);
 /* The device XML for virDomainUpdateDeviceFlags with <requested> set to
  * @bytes (a multiple of 1 KiB). */
 char *vs_lv_vmem_update_xml(const VsLvDevXml *x, guint64 bytes, GError **error);

@@ -273,6 +273,10 @@ gboolean vs_registry_remove(const VsConfig *c, const char *name,
 /* discover.c: the running domains of @uri that carry the vshare agent's
  * channel, as registry entries named after the domains. */
 GPtrArray *vs_libvirt_discover(const char *uri, GError **error);
+/* A domain's XML (live when it runs, else its definition), by name or
+ * UUID. */
+char *vs_libvirt_domain_xml(const char *uri, const char *domain,
+			    GError **error);
 
 /* ---- vm.c + drivers ------------------------------------------------------------ */
 

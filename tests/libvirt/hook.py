@@ -169,7 +169,7 @@ def fail_open(t, ctl, d, dom, xml):
          p.stderr)
 
 
-def example(t, lv):
+def example(t, lv, ctl):
     """The shipped example domain is one libvirt accepts, with the shape
     vshare needs. This host has no usable KVM: the example is defined as
     type 'qemu' (the one change), under this instance's name prefix."""
@@ -186,6 +186,18 @@ def example(t, lv):
          xml.count("model='virtio-mem'") == 2 and xml.count("<cell ") == 2,
          "virsh define examples/vshare-domain.xml: accepted, with the "
          "agent channel, 2 cells and a virtio-mem device per node", xml[:3000])
+    # on the tests' declared host (2 nodes of one pCPU) the example's 4
+    # vCPUs are too many: host-check says that, and nothing else
+    p = ctl.run("host-check", name, "--uri", lv.uri)
+    lines = p.stdout.strip().splitlines()
+    t.ok(p.returncode == 1 and lines and
+         all(ln.startswith(f"{name} lacks: ") for ln in lines) and
+         "4 vCPUs for 2 host pCPUs" in lines[0] and
+         not any("agent channel" in ln or "virtio-mem" in ln
+                 for ln in lines),
+         "vsharectl host-check DOMAIN: on a 2-pCPU host the example lacks "
+         "only a vCPU count and placement that fit (exit 1)",
+         p.stdout + p.stderr)
     lv.virsh("undefine", name, check=False)
 
 
@@ -215,7 +227,7 @@ def main():
             fail_open(t, ctl, d, dom, xml)
         lv.virsh("undefine", dom.name, check=False)
         with t.section("examples/vshare-domain.xml"):
-            example(t, lv)
+            example(t, lv, ctl)
     finally:
         if d:
             d.stop()

@@ -189,6 +189,56 @@ static void test_proc_cgroup(void)
 	g_assert_null(vs_lv_proc_cgroup(NULL, "cpu", 2));
 }
 
+/* host-check DOMAIN: a captured domain on the tests' declared 2-node
+ * host fits; each missing part is named. */
+static void test_lacks(void)
+{
+	static const char two[] = "[node0]\ncpus=0\n[node1]\ncpus=1\n";
+	static const char four[] = "[node0]\ncpus=0-1\n[node1]\ncpus=2-3\n";
+	g_autofree char *xml = sample("libvirt-live-pinned.xml");
+	g_autofree char *noagent = edit(xml, "org.vshare.agent.0", "org.x.0");
+	g_autofree char *nopath =
+		edit(xml, "mode='bind' path=", "mode='bind' p=");
+	g_autofree char *nosource =
+		edit(xml, "<source mode='bind' path=", "<nosource p=");
+	VsLvDomain d = { 0 };
+	VsHost h2, h4;
+	GPtrArray *l;
+
+	g_assert_true(vs_host_from_keyfile(two, "test", &h2, NULL));
+	g_assert_true(vs_host_from_keyfile(four, "test", &h4, NULL));
+	g_assert_true(vs_lv_parse_domain(xml, &d, NULL));
+	l = vs_lv_domain_lacks(&d, &h2);
+	g_assert_cmpuint(l->len, ==, 0);
+	g_ptr_array_unref(l);
+	/* 2 vCPUs on a 4-pCPU host: the count, and vCPU 1 in the wrong cell */
+	l = vs_lv_domain_lacks(&d, &h4);
+	g_assert_cmpuint(l->len, ==, 2);
+	g_assert_nonnull(strstr(l->pdata[0], "2 vCPUs for 4 host pCPUs"));
+	g_assert_nonnull(strstr(l->pdata[1], "vCPU 1 is in cell 1, its pCPU 1 "
+					     "in node 0"));
+	g_ptr_array_unref(l);
+	g_assert_true(vs_lv_parse_domain(noagent, &d, NULL));
+	l = vs_lv_domain_lacks(&d, &h2);
+	g_assert_cmpuint(l->len, ==, 1);
+	g_assert_nonnull(strstr(l->pdata[0], "no agent channel"));
+	g_ptr_array_unref(l);
+	/* a defined domain before its start: the channel, no path yet */
+	g_assert_true(vs_lv_parse_domain(nopath, &d, NULL));
+	g_assert_true(d.agent_channel);
+	g_assert_null(d.agent_path);
+	l = vs_lv_domain_lacks(&d, &h2);
+	g_assert_cmpuint(l->len, ==, 0);
+	g_ptr_array_unref(l);
+	/* libvirt's XML of it: the channel without <source> */
+	g_assert_true(vs_lv_parse_domain(nosource, &d, NULL));
+	g_assert_true(d.agent_channel);
+	g_assert_null(d.agent_path);
+	vs_lv_domain_clear(&d);
+	vs_host_clear(&h2);
+	vs_host_clear(&h4);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -200,6 +250,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/libvirt-xml/hostile", test_hostile);
 	g_test_add_func("/libvirt-xml/malformed", test_malformed);
 	g_test_add_func("/libvirt-xml/channel", test_channel);
+	g_test_add_func("/libvirt-xml/lacks", test_lacks);
 	g_test_add_func("/libvirt-xml/proc-cgroup", test_proc_cgroup);
 	return g_test_run();
 }
