@@ -36,9 +36,7 @@ NOISE = re.compile(r"Sanitizer|runtime error:|-CRITICAL \*\*|-WARNING \*\*")
 
 
 class HTap(Tap):
-    def skip(self, name, why):
-        self.n += 1
-        print(f"ok {self.n} - {name} # SKIP {why}", flush=True)
+    pass  # Tap.skip moved up to the harness
 
 
 def write_json(path, obj):

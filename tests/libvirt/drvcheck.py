@@ -68,9 +68,13 @@ def agent_sync(t, d):
     path = channel_path(d.dumpxml())
     t.eq(path, d.agent_path, f"{d.short}: agent channel from dumpxml")
     c = AgentClient(path)
-    c.connect(30)
+    c.connect(30)  # guest-sync-delimited
+    info = c.call("guest-info")
     c.ls.close()
-    t.ok(True, f"{d.short}: guest-sync-delimited over {path}")
+    t.ok(isinstance(info, dict) and info.get("version"),
+         f"{d.short}: guest-sync-delimited, then guest-info over {path} "
+         f"(agent {info.get('version') if isinstance(info, dict) else info})",
+         info)
 
 
 def paused_run(t, lv, a):

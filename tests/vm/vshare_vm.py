@@ -627,6 +627,11 @@ class Tap:
         for line in str(text).splitlines():
             print(f"# {line}", flush=True)
 
+    def skip(self, name, why):
+        """A check that cannot run here: counted, said as a skip."""
+        self.n += 1
+        print(f"ok {self.n} - {name} # SKIP {why}", flush=True)
+
     @contextlib.contextmanager
     def section(self, name, diag=None):
         """Checks that belong together. An exception inside (a guest
