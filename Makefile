@@ -263,8 +263,9 @@ install: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared build/rel/
 	install -D -m 0755 build/rel/vshared $(DESTDIR)$(PREFIX)/sbin/vshared
 	install -D -m 0644 host-shim/daemon/vshared.8 $(DESTDIR)$(PREFIX)/share/man/man8/vshared.8
 	install -D -m 0644 host-shim/daemon/vshare.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/vshare.conf.5
-	test -e $(DESTDIR)/etc/vshare/vshared.conf || \
-	  install -D -m 0644 host-shim/daemon/vshared.conf $(DESTDIR)/etc/vshare/vshared.conf
+	for f in vshared.conf host.conf policies.conf; do \
+	  test -e $(DESTDIR)/etc/vshare/$$f || \
+	  install -D -m 0644 host-shim/daemon/$$f $(DESTDIR)/etc/vshare/$$f; done
 	install -D -m 0644 host-shim/daemon/peer-network.conf $(DESTDIR)$(PREFIX)/share/doc/vshare-host/examples/peer-network.conf
 	install -D -m 0755 build/rel/vshare-libvirt-hook $(DESTDIR)$(PREFIX)/libexec/vshare/vshare-libvirt-hook
 	mkdir -p $(DESTDIR)/etc/libvirt/hooks/qemu.d

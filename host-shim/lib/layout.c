@@ -145,6 +145,22 @@ static gboolean host_from_sysfs(const VsConfig *c, VsHost *host, GError **error)
 	return TRUE;
 }
 
+/* Nothing but blank lines and comments (the shipped host.conf). */
+static gboolean only_comments(const char *text)
+{
+	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+	for (guint i = 0; lines[i]; i++) {
+		const char *l = lines[i];
+
+		while (g_ascii_isspace(*l))
+			l++;
+		if (*l && *l != '#' && *l != ';')
+			return FALSE;
+	}
+	return TRUE;
+}
+
 gboolean vs_host_load(const VsConfig *c, VsHost *host, GError **error)
 {
 	g_autofree char *path =
@@ -154,8 +170,10 @@ gboolean vs_host_load(const VsConfig *c, VsHost *host, GError **error)
 
 	memset(host, 0, sizeof(*host));
 	text = vs_read_bounded(path, 65536, &local);
-	if (text)
+	if (text && !only_comments(text))
 		return vs_host_from_keyfile(text, path, host, error);
+	if (text) /* the shipped sample, every line commented: not declared */
+		return host_from_sysfs(c, host, error);
 	if (g_file_test(path, G_FILE_TEST_EXISTS)) {
 		g_propagate_error(error, g_steal_pointer(&local));
 		return FALSE;

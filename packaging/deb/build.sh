@@ -54,8 +54,10 @@ stage_host() {
 	ln -s /usr/libexec/vshare/vshare-libvirt-hook "$1/etc/libvirt/hooks/qemu.d/vshare"
 	stage_man "$1" "$repo/host-shim/daemon/vshare.conf.5" 5
 	# every key commented out: the defaults (a conffile)
-	install -D -m 0644 "$repo/host-shim/daemon/vshared.conf" "$1/etc/vshare/vshared.conf"
-	echo /etc/vshare/vshared.conf >"$1/DEBIAN/conffiles"
+	for f in vshared.conf host.conf policies.conf; do
+		install -D -m 0644 "$repo/host-shim/daemon/$f" "$1/etc/vshare/$f"
+		echo "/etc/vshare/$f" >>"$1/DEBIAN/conffiles"
+	done
 	install -D -m 0644 "$repo/host-shim/daemon/peer-network.conf" \
 		"$1/usr/share/doc/vshare-host/examples/peer-network.conf"
 	for m in postinst prerm postrm; do

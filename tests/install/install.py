@@ -211,9 +211,13 @@ def put(c, deb):
     return "/var/tmp/" + os.path.basename(deb)
 
 
+APT = ["apt-get", "install", "-y", "--no-install-recommends",
+       # the test's own host.conf is there first: keep it
+       "-o", "Dpkg::Options::=--force-confold"]
+
+
 def check_installed(t, c, deb):
-    p = c.run("apt-get", "install", "-y", "--no-install-recommends",
-              put(c, deb), timeout=300)
+    p = c.run(*APT, put(c, deb), timeout=300)
     t.ok(p.returncode == 0, f"apt-get install ./{os.path.basename(deb)}",
          p.stdout[-2000:] + p.stderr[-2000:])
     active = wait_for(lambda: c.out("systemctl", "is-active", "vshared")
@@ -387,8 +391,7 @@ def check_restart(t, c):
 def check_upgrade(t, c, version):
     deb = build_debs(version)
     old = main_pid(c)
-    p = c.run("apt-get", "install", "-y", "--no-install-recommends",
-              put(c, deb), timeout=300)
+    p = c.run(*APT, put(c, deb), timeout=300)
     now = c.out("dpkg-query", "-W", "-f", "${Version}", "vshare-host")
     t.ok(p.returncode == 0 and now == version and
          wait_for(lambda: main_pid(c) not in (old, "0") and

@@ -3,6 +3,7 @@
 configuration file (vshare.conf(5): the file's keys become options, the
 command line wins, a typo is refused with its name), --version, the audit
 line of a change (the peer's uid and pid), an unknown VM's status. TAP."""
+import json
 import os
 import re
 import subprocess
@@ -108,6 +109,19 @@ def main():
     t.ok(p.returncode == 2 and p.stderr.count("unknown VM") == 1,
          "status of an unknown VM without vshared: one message, exit 2",
          p.stdout + p.stderr)
+    # the shipped host.conf, every line commented: sysfs, not an error
+    hc = os.path.join(ctl.conf, "host.conf")
+    declared = open(hc).read()
+    with open(hc, "w") as f:
+        f.write(open(os.path.join(REPO, "host-shim", "daemon",
+                                  "host.conf")).read())
+    p = ctl.run("status", "--json")
+    st = json.loads(p.stdout) if p.returncode == 0 else {}
+    t.ok(st.get("host-declared") is False,
+         "the shipped host.conf (all comments) means the layout of sysfs",
+         p.stdout + p.stderr)
+    with open(hc, "w") as f:
+        f.write(declared)
     p = run("--config", os.path.join(REPO, "host-shim", "daemon",
                                      "vshared.conf"), "--version")
     t.ok(p.returncode == 0, "the shipped /etc/vshare/vshared.conf (every "
