@@ -19,6 +19,10 @@ def build_image():
 
 
 class DebianGuest(Guest):
+    # a Debian with systemd and cloud-init under TCG, on a loaded 2-core
+    # host: 120 s was seen to be too short (image.t waits as long)
+    boot_timeout = 400.0
+
     def __init__(self, image_dir, user_data=None, **kw):
         kw.setdefault("connect_agent", False)
         kw.setdefault("start_agent", False)

@@ -583,8 +583,11 @@ class Guest:
             self.proc.wait()
         self.proc = None
 
+    # `with guest:` waits this long for the shell channel
+    boot_timeout = 120.0
+
     def __enter__(self):
-        return self.start()
+        return self.start(self.boot_timeout)
 
     def __exit__(self, *exc):
         self.stop()
