@@ -34,6 +34,7 @@ Not here yet: a libvirt domain inside the container and a lend through
 it (see tests/README.md).
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -61,7 +62,7 @@ SOURCES = next((f for f in ("/etc/apt/sources.list.d/debian.sources",
 BASE = ["systemd", "systemd-sysv", "dbus", "apt", "prometheus-node-exporter",
         "python3"]
 sys.path.insert(0, os.path.join(TESTS, "shim"))
-from shimlib import HOST_CONF  # noqa: E402
+from shimlib import HOST_CONF, wait_for  # noqa: E402
 PEERS = os.path.join(TESTS, "hostile", "peers.py")
 # the container shares this host's cgroup hierarchies: the fake VMs get
 # names of this run's own; main() removes their cgroups at the end
@@ -116,15 +117,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def wait_for(cond, timeout=30.0, step=0.2):
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
 
 
 class Container:
@@ -289,7 +281,6 @@ class FakeVm:
             raise RuntimeError(f"fake VM {name} did not start")
 
     def _json(self, f):
-        import json
         try:
             with open(os.path.join(self.c.root + self.dir, f)) as fh:
                 return json.load(fh)
