@@ -387,12 +387,31 @@ def run(t, ctl, g):
          "mem a node 0 shrink -> 128M", p.stdout + p.stderr)
 
 
+def guest_state(t, g):
+    """What a guest was doing when a check on it failed: the console's
+    tail (hung tasks, OOM), and through the shell port the agent's state
+    and virtio-mem's view, each bounded by a timeout of its own."""
+    t.diag("guest console, last lines:\n" + "\n".join(
+        g.console().splitlines()[-30:]))
+    for cmd in ("for p in $(pidof vshare-agent); do "
+                "grep -E 'State|Cpus_allowed_list|Mems_allowed_list' "
+                "/proc/$p/status; cat /proc/$p/wchan; echo; "
+                "cat /proc/$p/stack; done",
+                "grep -h . /sys/devices/system/node/node1/meminfo | "
+                "head -5; dmesg | tail -20"):
+        try:
+            t.diag(f"guest$ {cmd}\n" + g.shell.out(cmd, timeout=20))
+        except Exception as e:  # the shell may hang with the guest
+            t.diag(f"guest$ {cmd}: {e}")
+
+
 def crash_checks(t, ctl, g):
     """vsharectl killed at each point of a lend; recover restores a
     consistent state: the old ownership or the new, never half."""
     a, b = g["a"], g["b"]
     ctl.run("forget", "b")
     ctl.run("cpus", "a", "--set", "0-1", "--mode", "coop")
+    dumped = False
     for point in ("intent", "step1", "step2", "step3", "step4", "commit"):
         before = ledger(ctl)
         p = ctl.run("lend", "--from", "a", "--to", "b", "--cpus", "1",
@@ -410,9 +429,13 @@ def crash_checks(t, ctl, g):
         alloc_a = st["a"]["agent"]["cpus"]
         mem_ok = vmem(a)[1]["size"] == lmem(after, "a", 1)
         t.diag(p.stdout + p.stderr) if not killed else None
-        t.ok(killed and journal and r.returncode == 0 and got == want and
-             not os.path.exists(ctl.journal_path()) and
-             alloc_a == ("0" if new else "0-1") and mem_ok,
+        good = killed and journal and r.returncode == 0 and \
+            got == want and not os.path.exists(ctl.journal_path()) and \
+            alloc_a == ("0" if new else "0-1") and mem_ok
+        if not good and not dumped:
+            dumped = True
+            guest_state(t, a)
+        t.ok(good,
              f"killed at {point}: recover -> "
              f"{'new' if new else 'old'} ownership, guests agree",
              f"rc {p.returncode} journal {journal} recover "
