@@ -187,12 +187,21 @@ static JsonNode *filter_vms(JsonNode *doc, const char *csv, GError **error)
 }
 
 /* The last metrics tick's observation: the same data the metrics file
- * has. Before the first tick, one taken now. */
+ * has. After a change, the observation running since that tick as it is
+ * now: the ledger, the threads' pinning and throttling read again, the
+ * guest's allocation as its agent confirmed it to the change (no guest is
+ * asked: a busy daemon answers at once). Before the first tick, or when
+ * the VMs differ from that tick's, a tick now. */
 static JsonNode *h_status(JsonObject *a, gpointer ctx, GError **error)
 {
 	Daemon *d = ctx;
 	JsonNode *doc;
 
+	if (!d->last_status && d->obs) {
+		g_auto(GStrv) names = vs_registry_list(&d->cfg, NULL);
+
+		d->last_status = vs_observe_peek(d->obs, names);
+	}
 	if (!d->last_status)
 		daemon_metrics_tick(d);
 	doc = filter_vms(d->last_status, daemon_arg_str(a, "vms"), error);

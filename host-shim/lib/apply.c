@@ -105,6 +105,11 @@ static gboolean agent_set(VsSession *s, VsVm *vm, const VsCpuSet *vcpus,
 			  s->cfg->agent_timeout_ms, error);
 	if (!r || !reply_matches(r, vcpus, mems, error))
 		return FALSE;
+	g_free(vm->agent_cpus);
+	g_free(vm->agent_mems);
+	vm->agent_cpus = g_strdup(c);
+	vm->agent_mems = g_strdup(m);
+	vm->agent_set_at = g_get_monotonic_time();
 	emit_confined(s, vm, c, m, r, t0);
 	return TRUE;
 }

@@ -19,6 +19,7 @@ typedef struct {
 	GError *error;
 	GError *agent_error;
 	char *gcpus, *gmems;  /* the guest's allocation */
+	gint64 probed_at;     /* when the agent was asked */
 	GHashTable *free_kib; /* node -> KiB free in the guest */
 	gint64 *t0, *t1;
 	gint64 (*guest)[3]; /* per vCPU: busy, idle, steal ms; -1 unknown */
@@ -137,6 +138,7 @@ static void probe_agent(const VsConfig *c, Row *r)
 	g_autoptr(JsonNode) k1 = NULL, k2 = NULL;
 	JsonObject *alloc, *topo;
 
+	r->probed_at = g_get_monotonic_time();
 	if (!a)
 		return;
 	alloc = agent_obj(a, "vshare-get-allocation", c->agent_timeout_ms, &k1,
@@ -227,15 +229,23 @@ static void member_bool(JsonBuilder *b, const char *name, gboolean v)
 	json_builder_add_boolean_value(b, v);
 }
 
+/* A change the agent confirmed after the probe is newer than it. */
+static gboolean set_since(const Row *r)
+{
+	return r->vm->agent_cpus && r->vm->agent_set_at > r->probed_at;
+}
+
 static void emit_agent(Row *r, JsonBuilder *b)
 {
+	gboolean newer = set_since(r);
+
 	json_builder_set_member_name(b, "agent");
 	json_builder_begin_object(b);
-	member_bool(b, "reachable", r->agent_error == NULL);
-	if (r->agent_error)
+	member_bool(b, "reachable", newer || r->agent_error == NULL);
+	if (r->agent_error && !newer)
 		member_str(b, "error", r->agent_error->message);
-	member_str(b, "cpus", r->gcpus);
-	member_str(b, "mems", r->gmems);
+	member_str(b, "cpus", newer ? r->vm->agent_cpus : r->gcpus);
+	member_str(b, "mems", newer ? r->vm->agent_mems : r->gmems);
 	json_builder_end_object(b);
 }
 
@@ -303,7 +313,9 @@ static void emit_vm(VsSession *s, Row *r, double secs, JsonBuilder *b)
 
 	if (lv && lv->unmanaged) /* tuned only */
 		lv = NULL;
-	gboolean have = r->gcpus && vs_cpuset_parse(r->gcpus, &alloc, NULL);
+	const char *gcpus =
+		r->vm && set_since(r) ? r->vm->agent_cpus : r->gcpus;
+	gboolean have = gcpus && vs_cpuset_parse(gcpus, &alloc, NULL);
 
 	json_builder_begin_object(b);
 	member_str(b, "name", r->name);
@@ -333,7 +345,7 @@ static void emit_vm(VsSession *s, Row *r, double secs, JsonBuilder *b)
 	json_builder_end_object(b);
 }
 
-JsonNode *vs_observe_end(VsObservation *o)
+static JsonNode *emit(VsObservation *o)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	double secs = MAX(g_get_monotonic_time() - o->start, 1) / 1e6;
@@ -355,4 +367,24 @@ JsonNode *vs_observe_end(VsObservation *o)
 	json_builder_end_array(b);
 	json_builder_end_object(b);
 	return json_builder_get_root(b);
+}
+
+JsonNode *vs_observe_end(VsObservation *o)
+{
+	return emit(o);
+}
+
+JsonNode *vs_observe_peek(VsObservation *o, char **names)
+{
+	guint n = g_strv_length(names);
+
+	if (n != o->rows->len)
+		return NULL;
+	for (guint i = 0; i < n; i++) {
+		Row *r = o->rows->pdata[i];
+
+		if (!r->vm || strcmp(r->name, names[i]))
+			return NULL;
+	}
+	return emit(o);
 }

@@ -42,6 +42,8 @@ void vs_vm_free(VsVm *vm)
 	g_ptr_array_free(vm->vmems, TRUE);
 	g_free(vm->agent_path);
 	g_free(vm->uuid);
+	g_free(vm->agent_cpus);
+	g_free(vm->agent_mems);
 	g_free(vm);
 }
 

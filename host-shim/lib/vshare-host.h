@@ -348,6 +348,11 @@ struct VsVm {
 			    * (QMP "inmigrate"), until its RESUME */
 	char *agent_path;
 	char *uuid;
+	/* The allocation the agent last confirmed to a change (NULL: none
+	 * since the VM was opened) and when: status after a change shows it
+	 * without asking the guest again. */
+	char *agent_cpus, *agent_mems;
+	gint64 agent_set_at;
 };
 
 extern const VsVmDriver vs_vmdrv_qmp;
@@ -615,5 +620,9 @@ void vs_emit(VsSession *s, const VsEvent *ev);
 typedef struct VsObservation VsObservation;
 VsObservation *vs_observe_begin(VsSession *s, char **names);
 JsonNode *vs_observe_end(VsObservation *o);
+/* The observation so far, as vs_observe_end would give it now, without
+ * ending it; NULL when it does not cover exactly @names or one of them
+ * was not reachable at its begin (take a new one). */
+JsonNode *vs_observe_peek(VsObservation *o, char **names);
 void vs_observation_free(VsObservation *o);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsObservation, vs_observation_free)

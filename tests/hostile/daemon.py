@@ -5,6 +5,7 @@ lend, status and the ledger through the control socket, a hostile peer
 SIGTERM. valgrind must report no error and no definitely lost block, and
 the daemon must answer within the agent's deadline while the flood runs.
 TAP on stdout."""
+import json
 import os
 import shutil
 import signal
@@ -64,10 +65,55 @@ def valgrind_errors(log):
     return "\n".join(out[-200:])
 
 
+def agent_requests(vm, after):
+    return [e["req"]["execute"] for e in vm.log()[after:]
+            if e.get("peer") == "agent" and e.get("what") == "req"]
+
+
+def status_after_change(t):
+    """A status right after a change is answered from the observation
+    the last tick began and what the agents confirmed to the change: no
+    guest is asked (a busy daemon answers at once), and it shows the new
+    owner and the guests' new allocation. Ticks an hour apart, so only
+    status could ask."""
+    sc = Scene("vq", n=2)
+    a, b = sc.names
+    d = Daemon(sc.ctl, binary=VSHARED, interval=3600)
+    try:
+        d.start(timeout=60)
+        r = sc.run("cpus", a, "--set", "0-1", "--mode", "coop",
+                   "--timeout", "2")
+        first = sc.run("status", "--json")  # the first tick: asks
+        r = sc.run("lend", "--from", a, "--to", b, "--cpus", "1",
+                   "--mode", "coop", "--timeout", "2")
+        marks = {n: len(sc.vms[n].log()) for n in (a, b)}
+        st = sc.run("status", "--json")
+        asked = {n: agent_requests(sc.vms[n], marks[n]) for n in (a, b)}
+        doc = json.loads(st.out) if st.rc == 0 else {"vms": []}
+        vms = {v["name"]: v for v in doc["vms"]}
+        got = {n: (vms.get(n, {}).get("agent") or {}).get("cpus")
+               for n in (a, b)}
+        held = {n: sc.vms[n].agent_state().get("cpus") for n in (a, b)}
+        owners = [c.get("pcpu-owner") for c in
+                  vms.get(b, {}).get("vcpus", [])]
+        t.ok(first.rc == 0 and r.rc == 0 and st.rc == 0 and
+             not any(asked.values()) and got == held and
+             got == {a: "0", b: "1"} and owners == [a, b],
+             "status after a change: the new owner and the allocations the "
+             "agents confirmed, no guest asked",
+             (r.diag(), st.diag(), asked, got, held, owners))
+    finally:
+        if d.proc and d.proc.poll() is None:
+            d.proc.send_signal(signal.SIGKILL)
+        sc.close()
+
+
 def main():
     t = HTap()
+    status_after_change(t)
     if not shutil.which("valgrind"):
-        print("1..0 # SKIP valgrind not installed")
+        t.skip("the daemon under valgrind", "valgrind not installed")
+        t.done()
         return
     sc = Scene("vd", n=2)
     a, b = sc.names
