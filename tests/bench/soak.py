@@ -8,7 +8,12 @@ After every operation: no pCPU owned twice in the ledger. At each
 quiescent snapshot (no journal, the same ledger generation before and
 after reading the guests) and after every restart: each coop guest's
 cpuset (read through its serial console, not the agent) is the ledger's
-pCPUs, and the journal has been replayed (gone).
+pCPUs, and the journal has been replayed (gone). The clients hold their
+next op from a kill until that check (ops under way at the kill meet the
+dead daemon); the policy keeps running.
+
+Also prints, per op kind and exit code, the count and the median / p90
+latency: where the clients' time goes.
 
 Prints BENCH soak_ops, soak_invariant_violations, soak_kills_survived,
 soak_snapshots, vshared_rss_growth_kib (the largest growth of one
@@ -82,7 +87,11 @@ class Soak:
         self.survived = 0
         self.snapshots = 0
         self.rss_growth = 0
+        self.lat = {}    # op kind -> [seconds]
+        self.snap_s = [0.0, 0]  # time in snapshots, their count
         self.stop = threading.Event()
+        self.go = threading.Event()  # cleared: clients hold their next op
+        self.go.set()
 
     def violation(self, what):
         with self.lock:
@@ -99,6 +108,8 @@ class Soak:
         led = read_ledger(self.ctl)
         vms = led[1] if led else {}
         k = rnd.random()
+        kind = "lend" if k < 0.45 else "reclaim" if k < 0.65 else \
+            "tune" if k < 0.85 else "status"
         if k < 0.45:  # a lend of a random pCPU from its owner
             pc = rnd.choice((0, 1))
             owner = next((n for n, v in vms.items()
@@ -115,9 +126,12 @@ class Soak:
             args = ("tune", vm, "--weight", str(rnd.randint(50, 400)))
         else:
             args = ("status", "--json", "--timeout", "5")
+        t0 = time.monotonic()
         p = self.ctl.run(*args, timeout=120)
+        took = time.monotonic() - t0
         after = read_ledger(self.ctl)
         with self.lock:
+            self.lat.setdefault(f"{kind} rc {p.returncode}", []).append(took)
             self.ops += 1
             self.rcs[p.returncode] = self.rcs.get(p.returncode, 0) + 1
         if after and owned_twice(after[1]):
@@ -127,11 +141,20 @@ class Soak:
     def client(self, seed):
         rnd = random.Random(seed)
         while not self.stop.is_set():
+            self.go.wait()
             self.op(rnd)
 
     def snapshot(self, must=False):
         """Guests against the ledger at a quiescent point; False when no
         quiescent point came (changes kept running)."""
+        t0 = time.monotonic()
+        try:
+            return self._snapshot(must)
+        finally:
+            self.snap_s[0] += time.monotonic() - t0
+            self.snap_s[1] += 1
+
+    def _snapshot(self, must):
         for _ in range(40 if must else 5):
             before = read_ledger(self.ctl)
             j1 = os.path.exists(self.ctl.journal_path())
@@ -192,6 +215,9 @@ class Soak:
             self.d.proc.send_signal(signal.SIGKILL)
             self.d.proc.wait(30)
             self.kills += 1
+            # the clients' ops under way meet the dead or restarting
+            # daemon; no new ones until the recovery is checked
+            self.go.clear()
             self.d.start(timeout=120)
             # recovery at start: the journal replayed, guests agree
             if wait_for(lambda: not os.path.exists(
@@ -200,7 +226,9 @@ class Soak:
             else:
                 self.violation(f"after kill {self.kills}: journal not "
                                "replayed or no consistent state")
+            self.go.set()
         self.stop.set()
+        self.go.set()
         for th in threads:
             th.join(180)
 
@@ -229,6 +257,13 @@ def main():
         s.run()
         ok = s.snapshot(True)
         print(f"# {time.monotonic() - t0:.0f} s; exit codes {s.rcs}",
+              flush=True)
+        for kind, ts in sorted(s.lat.items()):
+            ts.sort()
+            print(f"# {kind}: {len(ts)} ops, median {ts[len(ts) // 2]:.3f}"
+                  f" s, p90 {ts[len(ts) * 9 // 10]:.3f} s, total "
+                  f"{sum(ts):.0f} s", flush=True)
+        print(f"# snapshots: {s.snap_s[1]} tries, {s.snap_s[0]:.0f} s",
               flush=True)
         print(f"BENCH soak_ops {s.ops} ops")
         print(f"BENCH soak_invariant_violations {len(s.violations)} "
