@@ -247,7 +247,8 @@ run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared \
 
 # ---- packaging ------------------------------------------------------------
 # make deb: build/deb/vshare-agent_<version>_amd64.deb (the guest) and
-# vshare-host_<version>_amd64.deb (vsharectl, vshared) (dpkg-deb; lintian
+# vshare-host_<version>_amd64.deb (vsharectl, vshared), from the debhelper
+# source package in debian/ (packaging/README.md; lintian --pedantic
 # clean). make install DESTDIR=... PREFIX=/usr for other distributions.
 PREFIX ?= /usr/local
 DESTDIR ?=

@@ -9,7 +9,7 @@ PKGS="gcc make pkg-config perl python3 libglib2.0-dev libjson-glib-dev
 clang libclang-rt-14-dev clang-format qemu-system-x86 qemu-utils
 busybox-static qemu-guest-agent valgrind
 ccache flex bison bc libelf-dev xz-utils git
-dpkg-dev lintian mmdebstrap systemd-container cloud-image-utils e2fsprogs
+dpkg-dev debhelper lintian mmdebstrap systemd-container cloud-image-utils e2fsprogs
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
 liblua5.4-dev kmod binutils libssl-dev libxml2-dev"
 
