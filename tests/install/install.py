@@ -17,21 +17,28 @@ operator's shell would:
      enables and starts vshared; it is active under the shipped unit
      (the unit file byte-identical to host-shim/daemon/vshared.service,
      no drop-in), reached READY, never restarted
-  3. vsharectl talks to it over its socket; two fake VMs (the QMP and
-     agent peers of tests/hostile, run inside the container: a TCG guest
-     nested there is too slow for make check) registered with vsharectl
-     add, a lend through vshared: the ledger, the fake guest's allocation,
-     the vCPU threads' affinity, the metrics, the audit line
-  4. the metrics file is in node_exporter's textfile directory, 0644;
+  3. libvirtd (Debian's libvirt-daemon-system, started with systemctl)
+     runs a TCG guest defined from examples/vshare-domain.xml (its shape
+     and its agent channel with no path kept; the disk swapped for the
+     harness's kernel and initramfs with the agent, TCG, sizes shrunk:
+     domain_xml()); vshared follows it with no registration, `vsharectl
+     host-check` finds it fits, the agent confines the guest for a
+     `vsharectl cpus` through vshared, the metrics label it by domain
+  4. vsharectl talks to it over its socket; two fake VMs (the QMP and
+     agent peers of tests/hostile, run inside the container) registered
+     with vsharectl add, a lend through vshared: the ledger, the fake
+     guest's allocation, the vCPU threads' affinity, the metrics, the
+     audit line (fakes: their vCPU threads are the test's to read, and
+     a second TCG guest would double the time)
+  5. the metrics file is in node_exporter's textfile directory, 0644;
      a scrape of node_exporter returns vshare's families with no textfile
      error; promtool (Debian's prometheus package, unpacked) checks the
      file clean
-  5. systemctl restart: a new process, READY again, the ledger kept
-  6. an upgrade (the same package at a higher version, apt) restarts it
-  7. apt-get remove stops it; its state directory stays
-
-Not here yet: a libvirt domain inside the container and a lend through
-it (see tests/README.md).
+  6. systemctl restart: a new process, READY again, the ledger kept, the
+     libvirt guest's agent reachable again (its socket is libvirt's, not
+     in vshared's runtime directory)
+  7. an upgrade (the same package at a higher version, apt) restarts it
+  8. apt-get remove stops it; its state directory stays
 """
 import hashlib
 import json
@@ -45,12 +52,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 REPO = os.path.dirname(TESTS)
 sys.path.insert(0, os.path.join(TESTS, "vm"))
-from vshare_vm import Tap, parse_list  # noqa: E402
+from vshare_vm import Tap, build_initrd, default_kernel, parse_list  # noqa: E402,E501
 
 CACHE = os.path.join(os.environ.get("VSHARE_CACHE", "/var/cache/vshare"),
                      "install")
@@ -60,7 +68,22 @@ SOURCES = next((f for f in ("/etc/apt/sources.list.d/debian.sources",
                 if os.path.exists(f)), None)
 # python3: the fake QEMU/agent peers of tests/hostile run inside
 BASE = ["systemd", "systemd-sysv", "dbus", "apt", "prometheus-node-exporter",
-        "python3"]
+        "python3", "libvirt-daemon-system", "qemu-system-x86"]
+DOMAIN = "vshare-guest"  # examples/vshare-domain.xml's name
+# libvirt in a container: no security module, no mount namespace, only
+# the cpu hierarchy writable (main() remounts it; libvirt's per-vCPU
+# cgroups there are how vshare finds vCPU threads). None of it is a
+# setting vshare needs on a real host.
+QEMU_CONF = """
+# tests/install: a container
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+namespaces = [ ]
+cgroup_controllers = [ "cpu" ]
+"""
 sys.path.insert(0, os.path.join(TESTS, "shim"))
 from shimlib import HOST_CONF, wait_for  # noqa: E402
 PEERS = os.path.join(TESTS, "hostile", "peers.py")
@@ -109,6 +132,123 @@ def rootfs_tar(pkgs):
         raise RuntimeError(f"mmdebstrap: {p.stderr[-3000:]}")
     os.rename(part, tar)
     return tar, time.monotonic() - t0
+
+
+def domain_xml(kernel, initrd):
+    """examples/vshare-domain.xml for a TCG guest in the container: type
+    qemu, 2 vCPUs (one per declared node), 256 MiB + a 512 MiB virtio-mem
+    device per node (128 MiB plugged), direct kernel boot of the
+    harness's initramfs (its agent) instead of the disk, the serial
+    console to a file. Kept as written: the name, the cells' layout, the
+    virtio-serial controller and the agent channel with no path."""
+    with open(os.path.join(REPO, "examples", "vshare-domain.xml")) as f:
+        root = ET.fromstring(f.read())
+    root.set("type", "qemu")
+    mx = root.find("maxMemory")
+    mx.set("unit", "MiB")
+    mx.text = "1536"
+    mem = root.find("memory")
+    mem.set("unit", "MiB")
+    mem.text = "512"
+    root.find("vcpu").text = "2"
+    os_ = root.find("os")
+    os_.find("type").attrib.pop("machine", None)
+    os_.remove(os_.find("boot"))
+    for tag, text in (("kernel", kernel), ("initrd", initrd),
+                      ("cmdline", "console=ttyS0 panic=-1 quiet "
+                       "memhp_default_state=online_movable "
+                       "vshare.cgroup=v2")):
+        ET.SubElement(os_, tag).text = text
+    cpu = root.find("cpu")
+    cpu.set("mode", "maximum")
+    cpu.set("migratable", "off")
+    cpu.find("topology").set("cores", "1")
+    for i, cell in enumerate(cpu.find("numa")):
+        cell.set("cpus", str(i))
+        cell.set("memory", "256")
+        cell.set("unit", "MiB")
+    dev = root.find("devices")
+    for tag in ("disk", "serial", "console"):
+        for e in dev.findall(tag):
+            dev.remove(e)
+    for m in dev.findall("memory"):
+        tg = m.find("target")
+        for tag, v in (("size", "512"), ("requested", "128")):
+            tg.find(tag).set("unit", "MiB")
+            tg.find(tag).text = v
+    ET.SubElement(dev, "emulator").text = "/usr/bin/qemu-system-x86_64"
+    ser = ET.SubElement(dev, "serial", type="file")
+    ET.SubElement(ser, "source", path=f"/var/log/{DOMAIN}.console")
+    ET.SubElement(ser, "target", port="0")
+    return ET.tostring(root, encoding="unicode")
+
+
+def prepare_libvirt(root):
+    """Before the container boots: libvirt's settings for a container,
+    the guest's kernel and initramfs, the domain XML."""
+    with open(os.path.join(root, "etc", "libvirt", "qemu.conf"), "a") as f:
+        f.write(QEMU_CONF)
+    kernel = default_kernel()
+    initrd = build_initrd(kernel, os.path.join(REPO, "build", "rel",
+                                               "vshare-agent"), qga=False)
+    img = os.path.join(root, "var", "lib", "libvirt", "images")
+    os.makedirs(img, exist_ok=True)
+    shutil.copy(kernel, os.path.join(img, "vmlinuz"))
+    shutil.copy(initrd, os.path.join(img, "initrd.gz"))
+    with open(os.path.join(root, "var", "tmp", f"{DOMAIN}.xml"), "w") as f:
+        f.write(domain_xml("/var/lib/libvirt/images/vmlinuz",
+                           "/var/lib/libvirt/images/initrd.gz"))
+
+
+def guest_status(c):
+    """vsharectl status of the libvirt guest, as JSON (None: not yet)."""
+    p = c.run("vsharectl", "status", DOMAIN, "--json")
+    try:
+        vms = json.loads(p.stdout)["vms"] if p.returncode == 0 else []
+    except ValueError:
+        return None
+    v = next((v for v in vms if v.get("name") == DOMAIN), None)
+    return v if v and (v.get("agent") or {}).get("reachable") else None
+
+
+def check_libvirt(t, c, port):
+    """libvirtd as Debian ships it runs the examples/ domain; vshared
+    follows it by its domain name and acts on it through its agent."""
+    p = c.run("systemctl", "start", "libvirtd")
+    t.ok(p.returncode == 0 and c.out("systemctl", "is-active", "libvirtd")
+         == "active", "systemctl start libvirtd (Debian's unit)",
+         p.stderr + c.out("journalctl", "-u", "libvirtd", "--no-pager")[-1500:])
+    p1 = c.run("virsh", "define", f"/var/tmp/{DOMAIN}.xml")
+    p2 = c.run("virsh", "start", DOMAIN, timeout=180)
+    t.ok(p1.returncode == 0 and p2.returncode == 0,
+         f"virsh define + start {DOMAIN} (examples/vshare-domain.xml, TCG)",
+         p1.stdout + p1.stderr + p2.stdout + p2.stderr +
+         c.out("journalctl", "-u", "libvirtd", "--no-pager")[-1500:])
+    t0 = time.monotonic()
+    st = wait_for(lambda: guest_status(c), 240)
+    t.ok(st is not None, f"vshared follows {DOMAIN} with no registration: "
+         f"status shows it, its agent reachable ({time.monotonic() - t0:.0f}"
+         " s after the start)",
+         c.out("vsharectl", "status") + "\n" +
+         c.out("journalctl", "-u", "vshared", "-o", "cat",
+               "--no-pager")[-2000:] + "\nconsole: " +
+         c.out("tail", "-c", "1500", f"/var/log/{DOMAIN}.console"))
+    p = c.run("vsharectl", "host-check", DOMAIN)
+    t.ok(p.returncode == 0 and "fits" in p.stdout,
+         f"vsharectl host-check {DOMAIN}: {p.stdout.strip()}", p.stderr)
+    p = c.run("vsharectl", "cpus", DOMAIN, "--set", "1", "--mode", "coop")
+    st = guest_status(c) or {}
+    want = f'vshare_pcpu_owner{{cpu="1",domain="{DOMAIN}",node="1"}} 1'
+    t.ok(p.returncode == 0 and (st.get("agent") or {}).get("cpus") == "1"
+         and wait_for(lambda: want in scrape(port), 30),
+         f"vsharectl cpus {DOMAIN} --set 1 through vshared: the agent "
+         "confined the guest to vCPU 1; node_exporter: " + want,
+         (p.stdout + p.stderr, st.get("agent")))
+    p = c.run("vsharectl", "forget", DOMAIN)
+    t.ok(p.returncode == 0 and DOMAIN not in c.out("vsharectl", "ledger",
+                                                    "show"),
+         f"vsharectl forget {DOMAIN}: its pCPU back in the pool (the fake "
+         "VMs' lend needs both)", p.stdout + p.stderr)
 
 
 def free_port():
@@ -350,6 +490,22 @@ def check_lend(t, c, port):
             v.stop()
 
 
+def drop_domain_cgroups():
+    """libvirt's cgroups of the test's domain in the cpu hierarchy the
+    container shares with this host (machine/*DOMAIN*.libvirt-qemu)."""
+    top = "/sys/fs/cgroup/cpu/machine"
+    if not os.path.isdir(top):
+        return
+    for d in os.listdir(top):
+        if DOMAIN in d and d.endswith(".libvirt-qemu"):
+            for sub_, _, _ in sorted(os.walk(os.path.join(top, d)),
+                                     key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(sub_)
+                except OSError:
+                    pass
+
+
 def drop_cgroups(name):
     """What vshared made for @name in the cpu hierarchy the container
     shares with this host (vshare/NAME/vcpuN), bottom-up."""
@@ -377,6 +533,10 @@ def check_restart(t, c):
          c.out("cat", "/var/lib/vshare/ledger.json") == led,
          f"systemctl restart vshared: new process ({old} -> "
          f"{main_pid(c)}), READY again, the ledger kept", p.stderr)
+    t.ok(wait_for(lambda: guest_status(c), 60) is not None,
+         f"after the restart {DOMAIN}'s agent is reachable again (libvirt's "
+         "channel socket survives vshared)",
+         c.out("vsharectl", "status"))
 
 
 def check_upgrade(t, c, version):
@@ -426,6 +586,7 @@ def main():
         p = sh(["tar", "-C", c.root, "-xf", tar])
         if p.returncode != 0:
             raise RuntimeError(f"tar: {p.stderr}")
+        prepare_libvirt(c.root)
         # the declared 2-node host of every test (tests/shim/shimlib.py)
         os.makedirs(os.path.join(c.root, "etc", "vshare"), exist_ok=True)
         with open(os.path.join(c.root, "etc", "vshare", "host.conf"),
@@ -454,6 +615,7 @@ def main():
         t.ok(p.returncode == 0, "vsharectl status through vshared's socket",
              p.stdout + p.stderr)
         check_metrics(t, c, port)
+        check_libvirt(t, c, port)
         check_lend(t, c, port)
         check_restart(t, c)
         ver = c.out("dpkg-query", "-W", "-f", "${Version}", "vshare-host")
@@ -463,9 +625,12 @@ def main():
         t.ok(False, f"unexpected {type(e).__name__}: {e}",
              open(c.log).read()[-2000:] if os.path.exists(c.log) else "")
     finally:
+        if c.leader:
+            c.run("virsh", "destroy", DOMAIN, timeout=60)
         c.stop()
         for n in NAMES:
             drop_cgroups(n)
+        drop_domain_cgroups()
         build_debs()  # build/deb's host package at its own version again
         shutil.rmtree(work, ignore_errors=True)
     t.ok(c.proc is None or c.proc.poll() is not None,
