@@ -381,6 +381,26 @@ static char *v2_controllers(const char *mount)
 	return vs_read_bounded(f, SMALL_FILE, NULL);
 }
 
+/* libvirt makes DOMAIN/vcpuN only with the cpu controller in qemu.conf's
+ * cgroup_controllers (the default has it): say so, not "no such file"
+ * at the first vCPU's tasks file. */
+static gboolean per_vcpu_cgroups(VsVm *vm, GError **error)
+{
+	Priv *p = vm->priv;
+	g_autofree char *v0 = g_build_filename(p->cg_dir, "vcpu0", NULL);
+
+	if (g_file_test(v0, G_FILE_TEST_IS_DIR))
+		return TRUE;
+	/* UNREACHABLE, as the file read it replaces: tried again later */
+	g_set_error(error, VS_HOST_ERROR, VS_HOST_ERROR_UNREACHABLE,
+		    "VM %s: no per-vCPU cgroup %s (vshare finds and throttles "
+		    "vCPU threads there; libvirt makes them when \"cpu\" is in "
+		    "cgroup_controllers of /etc/libvirt/qemu.conf, as by "
+		    "default)",
+		    vm->conf->name, v0);
+	return FALSE;
+}
+
 /* The domain's cgroup in the cpu hierarchy: QEMU's main thread is in
  * DOMAIN/emulator, its vCPU threads in DOMAIN/vcpuN. */
 static gboolean load_cgroup(VsVm *vm, GError **error)
@@ -410,7 +430,7 @@ static gboolean load_cgroup(VsVm *vm, GError **error)
 	if (g_str_has_suffix(rel, "/emulator"))
 		rel[strlen(rel) - strlen("/emulator")] = '\0';
 	p->cg_dir = g_build_filename(mount, rel, NULL);
-	return TRUE;
+	return per_vcpu_cgroups(vm, error);
 }
 
 static char *vcpu_file(Priv *p, guint vcpu, const char *name)
