@@ -415,6 +415,50 @@ static gboolean find_again(VsVm *vm, VsVmem **d, GError **error)
 	       FALSE;
 }
 
+/* A guest's virtio-mem driver that met a busy page while unplugging tries
+ * again only after its retry timer, 50 s then doubling to 300 s (Linux
+ * 6.1, drivers/virtio/virtio_mem.c), unless the requested size changes:
+ * then it retries at once. So a shrink that made no progress for a while
+ * asks one block more, then the size wanted again (two changes, each one
+ * config interrupt), the pause doubling from NUDGE_US. */
+#define NUDGE_US (2 * G_USEC_PER_SEC)
+
+static gboolean nudge(VsVm *vm, VsVmem *d, guint64 bytes, GError **error)
+{
+	if (!d->block || bytes + d->block > d->max)
+		return TRUE;
+	return vm->drv->mem_request(vm, d, bytes + d->block, error) &&
+	       vm->drv->mem_request(vm, d, bytes, error);
+}
+
+static gboolean wait_size(VsVm *vm, VsVmem *d, guint64 bytes, gint64 deadline,
+			  guint64 *reached, GError **error)
+{
+	gint64 gap = NUDGE_US, nudge_at = g_get_monotonic_time() + gap;
+	guint64 last = G_MAXUINT64;
+
+	for (;;) {
+		gint64 now;
+
+		if (!find_again(vm, &d, error))
+			return FALSE;
+		*reached = d->size;
+		now = g_get_monotonic_time();
+		if (d->size == bytes || now >= deadline)
+			return TRUE;
+		if (d->size != last) { /* progress: the pause starts again */
+			last = d->size;
+			nudge_at = now + gap;
+		} else if (bytes < d->size && now >= nudge_at) {
+			if (!nudge(vm, d, bytes, error))
+				return FALSE;
+			gap *= 2;
+			nudge_at = now + gap;
+		}
+		vm->drv->wait(vm, MIN(deadline, nudge_at));
+	}
+}
+
 gboolean vs_vm_mem_resize(VsVm *vm, VsVmem *d, guint64 bytes, int timeout_ms,
 			  guint64 *reached, GError **error)
 {
@@ -436,14 +480,7 @@ gboolean vs_vm_mem_resize(VsVm *vm, VsVmem *d, guint64 bytes, int timeout_ms,
 		       FALSE;
 	if (d->requested != bytes && !vm->drv->mem_request(vm, d, bytes, error))
 		return FALSE;
-	for (;;) {
-		if (!find_again(vm, &d, error))
-			return FALSE;
-		*reached = d->size;
-		if (d->size == bytes || g_get_monotonic_time() >= deadline)
-			return TRUE;
-		vm->drv->wait(vm, deadline);
-	}
+	return wait_size(vm, d, bytes, deadline, reached, error);
 }
 
 gint64 vs_vm_vcpu_cputime_ns(VsVm *vm, guint vcpu)

@@ -323,6 +323,32 @@ def test_qmp_stalls(h):
             sc.close()
 
 
+def test_busy_unplug(h):
+    """A guest whose first unplug met a busy page (it would retry after
+    its 50 s timer): vsharectl changes the request and back after a
+    pause without progress, and the shrink completes."""
+    sc = scene("busy")
+    try:
+        sc.vm.set(qmp={"mode": "honest", "busy_once": True})
+        n0 = len(sc.vm.log())
+        t0 = time.monotonic()
+        r = sc.run("mem", sc.name, "--node", "1", "--size", "0",
+                   "--mem-timeout", "20")
+        secs = time.monotonic() - t0
+        asked = [e["req"]["arguments"]["value"] for e in sc.vm.log()[n0:]
+                 if e.get("what") == "req" and
+                 e["req"].get("execute") == "qom-set"]
+        d = sc.vm.vmem().get(1, {})
+        h.t.ok(r.rc == 0 and d.get("size") == 0 and
+               d.get("requested-size") == 0 and secs < 10 and
+               asked == [0, 2 << 20, 0],
+               f"a guest's unplug that met a busy page: requested again "
+               f"after a pause, done in {secs:.1f} s (not at its 50 s retry "
+               f"timer); qom-set values {asked}", (r.diag(), d))
+    finally:
+        sc.close()
+
+
 # ---- 2: 8 MB replies ---
 
 def test_big(h):
@@ -669,7 +695,8 @@ def main():
     h = H(t)
     try:
         for fn in (test_controls, test_agent_stalls, test_slow_agent,
-                   test_qmp_stalls, test_big, test_thread_ids,
+                   test_qmp_stalls, test_busy_unplug, test_big,
+                   test_thread_ids,
                    test_wrong_types, test_lying, test_non_root,
                    test_crash_points):
             t1 = time.monotonic()

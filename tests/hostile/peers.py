@@ -36,6 +36,9 @@ QMP modes (a mode acts from the request named by "on"; before it, honest):
              "bytes" (default 8 MiB) with dimm entries
     "cpus" / "mem" (any mode): the "return" of query-cpus-fast /
              query-memory-devices, verbatim (forged or wrongly typed ids)
+    "busy_once" (any mode): the first shrink of each virtio-mem device
+             is not done (a Linux guest that met a busy page waits its
+             retry timer, 50 s and more); any later qom-set is
 
 Agent modes (QGA framing: the reply to guest-sync-delimited is preceded by a
 0xFF byte; replies end in a newline):
@@ -278,7 +281,14 @@ class Fake:
                         if not isinstance(v, int) or v < 0 or \
                                 v > d["max-size"] or v % d["block-size"]:
                             return ("error", "invalid requested-size")
-                        d["requested-size"] = d["size"] = v
+                        d["requested-size"] = v
+                        if b.get("busy_once") and v < d["size"] and \
+                                not d.get("was_busy"):
+                            # the guest met a busy page: it waits for its
+                            # retry timer or the next change of the request
+                            d["was_busy"] = True
+                            break
+                        d["size"] = v
                         break
                 else:
                     return ("error", f"Device '{path}' not found")
