@@ -114,7 +114,7 @@ static JsonNode *h_change(JsonObject *a, gpointer ctx, GError **error)
 	d->cfg.mem_timeout_ms = mem_ms;
 	audit(d, a, ok, local);
 	daemon_stat_add(d, ok ? "changes_ok" : "changes_failed", 1);
-	if (ok) /* the next status observes again: no stale owner */
+	if (ok) /* the next status re-emits the running observation: no stale owner */
 		g_clear_pointer(&d->last_status, json_node_unref);
 	if (ok && r.kind == VS_REQ_LEND) {
 		daemon_stat_add(d, "lends", 1);
