@@ -236,6 +236,7 @@ run-bench: build/rel/vshare-agent build/rel/vsharectl build/rel/vshared \
 	tests/bench/bench-policy.py
 	tests/bench/bench-libvirt.py
 	tests/bench/bench.py
+	tests/bench/bench-vcpus.py
 	tests/bench/bench-systemd.py
 	tests/bench/bench-shim.py
 	tests/bench/bench-plesim.py

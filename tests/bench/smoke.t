@@ -6,7 +6,8 @@
 cd "$(dirname "$0")/../.." || exit 1
 n=0
 for b in tests/bench/bench-hostile.py tests/bench/bench-libvirt.py \
-	tests/bench/bench.py tests/bench/bench-systemd.py \
+	tests/bench/bench.py tests/bench/bench-vcpus.py \
+	tests/bench/bench-systemd.py \
 	tests/bench/bench-shim.py tests/libvirt/guestvcpus.py \
 	tests/bench/bench-policy.py tests/bench/bench-plesim.py \
 	tests/bench/bench-layout.py tests/bench/bench-status.py \
