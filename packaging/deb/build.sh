@@ -21,7 +21,7 @@ rm -rf "$src"
 mkdir -p "$tree/build" "$out"
 tar -C "$repo" --exclude=./build --exclude=./.git -cf - . | tar -C "$tree" -xf -
 for d in rel gen; do
-	[ -d "$repo/build/$d" ] && cp -a "$repo/build/$d" "$tree/build/"
+	if [ -d "$repo/build/$d" ]; then cp -a "$repo/build/$d" "$tree/build/"; fi
 done
 
 if [ -n "${VSHARE_DEB_VERSION:-}" ]; then

@@ -400,8 +400,9 @@ def check_metrics(t, c, port):
 
 class FakeVm:
     """tests/hostile/peers.py inside the container: a QMP monitor and a
-    vshare agent (honest), two idle "vCPU" threads. No QEMU: nesting a TCG
-    guest in the container under TCG is too slow for make check."""
+    vshare agent (honest), two idle "vCPU" threads whose affinity the test
+    reads; the lend needs two VMs and a second TCG guest would double the
+    test's time (check_libvirt has the real one)."""
 
     def __init__(self, c, name):
         self.c = c
